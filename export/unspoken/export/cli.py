@@ -1,0 +1,26 @@
+"""Handlers of the export-side subcommands (the parser lives in the runtime CLI, which dispatches here lazily)."""
+
+from __future__ import annotations
+
+import json
+
+from unspoken.runtime.default_bundle import default_head_dir
+
+
+def cmd_export(args) -> int:
+    from .bundle import export_bundle
+
+    out = export_bundle(args.backbone, args.out, args.head or default_head_dir(), lora=args.lora,
+                        overwrite=args.overwrite)
+    print(f"wrote bundle {out}")
+    return 0
+
+
+def cmd_train_head(args) -> int:
+    from .train_head import HeadConfig, train_head
+
+    card = train_head(args.backbone, args.triples, args.out, layer=args.layer, order=args.order,
+                      seed_cue=args.seed_cue, config=HeadConfig(kind=args.kind), lora=args.lora)
+    print(json.dumps(card["training"]["metrics"], indent=2))
+    print(f"wrote head {args.out}")
+    return 0

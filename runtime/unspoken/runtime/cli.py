@@ -1,0 +1,141 @@
+"""The ``unspoken`` command. Runtime subcommands (classify, score) never import torch; export subcommands
+(export, train-head, data) are imported lazily and say which extra to install when it is missing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .errors import InputError, MissingExtraError, UnspokenError
+
+EXIT_USER_ERROR = 2
+
+
+def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", type=Path, help="bundle folder (default: the default bundle, built on first use)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: CPUs available to this process)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unspoken", description=__doc__.split(".")[0] + ".")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("classify", help="score one text against one or more criteria; prints JSON")
+    p.add_argument("text", help="the content to judge, or - to read it from standard input")
+    p.add_argument("-c", "--criterion", action="append", required=True, help="a criterion (repeat for several)")
+    _add_runtime_options(p)
+
+    p = sub.add_parser("score", help="score a JSONL file of {id, content, criterion|criteria} rows")
+    p.add_argument("--input", required=True, type=Path)
+    p.add_argument("--output", required=True, type=Path)
+    _add_runtime_options(p)
+
+    p = sub.add_parser("export", help="export a backbone + head into a bundle (needs the export extra)")
+    p.add_argument("--backbone", default="smollm2-135m", help="smollm2-135m, gemma3-270m, an HF folder or a .gguf")
+    p.add_argument("--head", type=Path, help="head folder (default: the shipped head for the default backbone)")
+    p.add_argument("--lora", type=Path, help="LoRA adapter folder to merge before truncation")
+    p.add_argument("--out", required=True, type=Path, help="bundle folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+
+    p = sub.add_parser("train-head", help="fit and calibrate a head on triples (needs the export extra)")
+    p.add_argument("--backbone", default="smollm2-135m")
+    p.add_argument("--triples", required=True, type=Path, help="JSONL with criterion, content, label[, split]")
+    p.add_argument("--out", required=True, type=Path, help="head folder to write")
+    p.add_argument("--layer", type=int, help="extraction layer (default: round(0.7 * layers))")
+    p.add_argument("--order", choices=["content-first", "criterion-first"], default="content-first")
+    p.add_argument("--seed-cue", default="Assessment:")
+    p.add_argument("--kind", choices=["mlp", "linear"], default="mlp")
+    p.add_argument("--lora", type=Path, help="LoRA adapter folder to merge first")
+    return parser
+
+
+def _read_text(arg: str) -> str:
+    if arg != "-":
+        return arg
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"standard input is not valid UTF-8 (byte {e.start})") from None
+
+
+def _classifier(args):
+    from .classifier import Classifier
+
+    return Classifier(args.bundle, threads=args.threads)
+
+
+def cmd_classify(args) -> int:
+    text = _read_text(args.text)
+    probs = _classifier(args).score(text, args.criterion)
+    results = [{"criterion": c, "probability": round(p, 6)} for c, p in zip(args.criterion, probs)]
+    print(json.dumps({"results": results}, ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_score(args) -> int:
+    from tqdm.auto import tqdm
+
+    if not args.input.is_file():
+        raise InputError(f"input file {args.input} does not exist")
+    rows = []
+    with args.input.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{args.input}:{n}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict) or "id" not in row or "content" not in row:
+                raise InputError(f"{args.input}:{n}: each row needs 'id' and 'content'")
+            if ("criterion" in row) == ("criteria" in row):
+                raise InputError(f"{args.input}:{n}: give exactly one of 'criterion' or 'criteria'")
+            rows.append((n, row))
+    clf = _classifier(args)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    with args.output.open("w", encoding="utf-8") as out:
+        for n, row in tqdm(rows, desc="score", unit="row", file=sys.stderr):
+            try:
+                if "criterion" in row:
+                    result = {"id": row["id"], "probability": clf.score(row["content"], [row["criterion"]])[0]}
+                else:
+                    result = {"id": row["id"], "probabilities": clf.score(row["content"], row["criteria"])}
+            except InputError as e:
+                raise InputError(f"{args.input}:{n}: {e}") from None
+            out.write(json.dumps(result, ensure_ascii=False) + "\n")
+    return 0
+
+
+def _export_cli():
+    try:
+        from unspoken.export import cli as export_cli
+    except ImportError as e:
+        raise MissingExtraError(
+            f"this command needs the export extra ({e.name} is missing): pip install 'unspoken[export]'"
+        ) from None
+    return export_cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {
+        "classify": cmd_classify,
+        "score": cmd_score,
+        "export": lambda a: _export_cli().cmd_export(a),
+        "train-head": lambda a: _export_cli().cmd_train_head(a),
+    }
+    try:
+        return handlers[args.command](args)
+    except UnspokenError as e:
+        print(f"unspoken: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The truncated backbone graph: one ONNX Runtime session for prefill and KV continuation, with reused buffers.
+
+Inputs and outputs are bound with IOBinding to grow-only buffers, so the hot path allocates nothing once the largest
+shape has been seen. Tensor names come from the manifest and are checked against the graph at load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BundleError
+from .manifest import BackboneSpec, GraphSpec
+from .session import make_session
+
+_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+class BufferPool:
+    """Named grow-only flat arrays; ``view`` returns a C-contiguous array of the asked shape over one of them."""
+
+    def __init__(self) -> None:
+        self._flat: dict[str, np.ndarray] = {}
+
+    def view(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        size = int(np.prod(shape))
+        flat = self._flat.get(name)
+        if flat is None or flat.size < size or flat.dtype != np.dtype(dtype):
+            flat = np.empty(max(size, 1), dtype=dtype)
+            self._flat[name] = flat
+        return flat[:size].reshape(shape)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self._flat.values())
+
+
+class BackboneGraph:
+    """Runs ``hidden, presents = graph(input_ids, attention_mask, position_ids, past)``."""
+
+    def __init__(self, path: str | Path, spec: GraphSpec, backbone: BackboneSpec, **session_kwargs) -> None:
+        self.spec = spec
+        self.num_layers = spec.num_kv_layers
+        self.kv_heads = backbone.num_kv_heads
+        self.head_dim = backbone.head_dim
+        self.hidden_size = backbone.hidden_size
+        self.dtype = _DTYPES[spec.dtype]
+        self.session = make_session(path, **session_kwargs)
+        self.past_names = [(spec.past_key % i, spec.past_value % i) for i in range(self.num_layers)]
+        self.present_names = [(spec.present_key % i, spec.present_value % i) for i in range(self.num_layers)]
+        self._check_io()
+        self.buffers = BufferPool()
+
+    def _check_io(self) -> None:
+        want_in = {self.spec.input_ids, self.spec.attention_mask, self.spec.position_ids}
+        want_in |= {n for pair in self.past_names for n in pair}
+        want_out = {self.spec.hidden_state} | {n for pair in self.present_names for n in pair}
+        got_in = {i.name for i in self.session.get_inputs()}
+        got_out = {o.name for o in self.session.get_outputs()}
+        if got_in != want_in or got_out != want_out:
+            raise BundleError(
+                "graph tensors do not match the manifest: "
+                f"inputs missing {sorted(want_in - got_in)[:4]}, unexpected {sorted(got_in - want_in)[:4]}; "
+                f"outputs missing {sorted(want_out - got_out)[:4]}, unexpected {sorted(got_out - want_out)[:4]}"
+            )
+
+    def empty_past(self, batch: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        shape = (batch, self.kv_heads, 0, self.head_dim)
+        z = np.zeros(shape, dtype=self.dtype)
+        return [(z, z)] * self.num_layers
+
+    def run(
+        self,
+        input_ids: np.ndarray,
+        attention_mask: np.ndarray,
+        position_ids: np.ndarray,
+        past: list[tuple[np.ndarray, np.ndarray]],
+        *,
+        present_slot: str = "scratch",
+    ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        """One forward pass. Returned arrays are views into reused buffers, valid until the next call that uses
+        the same ``present_slot`` (hidden states always share one buffer)."""
+        batch, seq = input_ids.shape
+        past_len = past[0][0].shape[2] if past else 0
+        io = self.session.io_binding()
+        io.bind_cpu_input(self.spec.input_ids, np.ascontiguousarray(input_ids, dtype=np.int64))
+        io.bind_cpu_input(self.spec.attention_mask, np.ascontiguousarray(attention_mask, dtype=np.int64))
+        io.bind_cpu_input(self.spec.position_ids, np.ascontiguousarray(position_ids, dtype=np.int64))
+        for (kname, vname), (k, v) in zip(self.past_names, past):
+            io.bind_cpu_input(kname, k)
+            io.bind_cpu_input(vname, v)
+        hidden = self.buffers.view("hidden", (batch, seq, self.hidden_size), self.dtype)
+        self._bind_out(io, self.spec.hidden_state, hidden)
+        kv_shape = (batch, self.kv_heads, past_len + seq, self.head_dim)
+        presents = []
+        for kname, vname in self.present_names:
+            k = self.buffers.view(f"{present_slot}:{kname}", kv_shape, self.dtype)
+            v = self.buffers.view(f"{present_slot}:{vname}", kv_shape, self.dtype)
+            self._bind_out(io, kname, k)
+            self._bind_out(io, vname, v)
+            presents.append((k, v))
+        self.session.run_with_iobinding(io)
+        return hidden, presents
+
+    @staticmethod
+    def _bind_out(io, name: str, arr: np.ndarray) -> None:
+        io.bind_output(name, "cpu", 0, arr.dtype, list(arr.shape), arr.ctypes.data)
+
+    def expand_past(self, presents: list[tuple[np.ndarray, np.ndarray]], batch: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Copy a batch-1 KV cache into reused [batch, ...] buffers (ONNX attention does not broadcast batch)."""
+        out = []
+        for (kname, vname), (k, v) in zip(self.past_names, presents):
+            shape = (batch,) + k.shape[1:]
+            kb = self.buffers.view(f"past:{kname}", shape, self.dtype)
+            vb = self.buffers.view(f"past:{vname}", shape, self.dtype)
+            kb[...] = k
+            vb[...] = v
+            out.append((kb, vb))
+        return out

@@ -24,3 +24,16 @@ def cmd_train_head(args) -> int:
     print(json.dumps(card["training"]["metrics"], indent=2))
     print(f"wrote head {args.out}")
     return 0
+
+
+def cmd_data_check(args) -> int:
+    from .data_check import check_file
+
+    report = check_file(args.file)
+    print(json.dumps(report.stats, indent=2))
+    for line in report.errors[:200]:
+        print(f"problem: {line}")
+    if len(report.errors) > 200:
+        print(f"... and {len(report.errors) - 200} more problems")
+    print("ok" if report.ok else f"{len(report.errors)} problem(s) in {args.file}")
+    return 0 if report.ok else 1

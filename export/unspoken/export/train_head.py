@@ -154,6 +154,13 @@ def train_head(
     results = {"validation": metrics.summary(y_va, fitted.predict(x_va))}
     if len(y_te):
         results["test"] = metrics.summary(y_te, fitted.predict(x_te))
+        test_rows = [r for r in rows if r["split"] == "test"]
+        p_te = fitted.predict(x_te)
+        by_family = {}
+        for fam in sorted({r.get("family", "all") for r in test_rows}):
+            sel = np.array([r.get("family", "all") == fam for r in test_rows])
+            by_family[fam] = metrics.summary(y_te[sel], p_te[sel])
+        results["test_by_family"] = by_family
     binding = HeadBinding(bb.fingerprint, layer, int(bb.config.hidden_size), template.sha256)
     card = {
         "schema_version": HEAD_SCHEMA,
@@ -177,4 +184,30 @@ def train_head(
         },
     }
     write_head(fitted, Path(out_dir), card=card, check_features=np.concatenate([x_va, x_te]) if len(y_te) else x_va)
+    (Path(out_dir) / "REPORT.md").write_text(render_report(card), encoding="utf-8")
     return card
+
+
+def render_report(card: dict) -> str:
+    """A short markdown report of a head: binding, training set and held-out metrics."""
+    t = card["training"]
+    m = t["metrics"]
+    lines = [
+        f"# Head `{card['name']}`",
+        "",
+        f"- backbone: `{card['backbone']['name']}` ({card['backbone']['architecture']}), "
+        f"layer {card['binding']['extraction_layer']} of {card['backbone']['num_layers']}",
+        f"- template: {card['template']['order']}, seed cue `{card['template']['seed_cue']}`, "
+        f"sha256 `{card['binding']['template_sha256'][:16]}…`",
+        f"- head: {card['kind']} {t['config']}",
+        f"- triples: `{t['triples']}` (sha256 `{t['triples_sha256'][:16]}…`), rows {t['rows']}",
+        "- fit on train, isotonic calibration on validation, test criteria never seen in training",
+        "",
+        "| split / family | n | AUROC | accuracy | ECE (15 bins) | Brier |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = [(k, v) for k, v in m.items() if k != "test_by_family"]
+    rows += [(f"test: {fam}", v) for fam, v in m.get("test_by_family", {}).items()]
+    for name, v in rows:
+        lines.append(f"| {name} | {v['n']} | {v['auroc']:.3f} | {v['accuracy']:.3f} | {v['ece']:.3f} | {v['brier']:.3f} |")
+    return "\n".join(lines) + "\n"

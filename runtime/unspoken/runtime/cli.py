@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed-cue", default="Assessment:")
     p.add_argument("--kind", choices=["mlp", "linear"], default="mlp")
     p.add_argument("--lora", type=Path, help="LoRA adapter folder to merge first")
+
+    p = sub.add_parser("data", help="training-triples tools")
+    data = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    d = data.add_parser("check", help="validate a triples JSONL: schema, balance, pairs, splits, uniqueness")
+    d.add_argument("file", type=Path)
     return parser
 
 
@@ -127,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "score": cmd_score,
         "export": lambda a: _export_cli().cmd_export(a),
         "train-head": lambda a: _export_cli().cmd_train_head(a),
+        "data": lambda a: _export_cli().cmd_data_check(a),
     }
     try:
         return handlers[args.command](args)

@@ -30,3 +30,20 @@ def test_hash_changes_with_any_field_and_roundtrips():
 def test_bad_order_names_the_alternatives():
     with pytest.raises(ValueError, match="content-first, criterion-first"):
         default_template("middle-out")
+
+
+def test_prompt_ids_many_equals_one_at_a_time(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from unspoken.runtime.template import PromptTokenizer
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator(["Text: Criterion: Assessment: likes it about cars"] * 5,
+                            trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.save(str(tmp_path / "tokenizer.json"))
+    pt = PromptTokenizer(tmp_path / "tokenizer.json", prepend_ids=[7])
+    criteria = ["likes it", "about cars", "émoji 🎉"]
+    for order in ("content-first", "criterion-first"):
+        t = default_template(order)
+        assert pt.prompt_ids_many(t, "some content", criteria) == [pt.prompt_ids(t, "some content", c) for c in criteria]

@@ -95,7 +95,7 @@ class Classifier:
             use_cache = self.template.cacheable
         if use_cache and not self.template.cacheable:
             raise InputError("this bundle's template is criterion-first: its prompts cannot reuse a content cache")
-        heads_tails = [self.tokenizer.prompt_ids(self.template, content, c) for c in criteria]
+        heads_tails = self.tokenizer.prompt_ids_many(self.template, content, criteria)
         limit = self.manifest.backbone.max_positions
         longest = max(len(h) + len(t) for h, t in heads_tails)
         if longest > limit:

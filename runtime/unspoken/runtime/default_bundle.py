@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -40,8 +41,13 @@ def ensure_default_bundle(progress: bool = True) -> Path:
         ) from e
     if progress:
         print(f"unspoken: building the default bundle into {target} (once; later runs reuse it)", file=sys.stderr)
-    tmp = target.with_name(target.name + ".partial")
+    tmp = target.with_name(f"{target.name}.partial{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     export_bundle(DEFAULT_BACKBONE, out_dir=tmp, head_dir=default_head_dir(), progress=progress)
-    tmp.rename(target)
+    try:
+        tmp.rename(target)
+    except OSError:  # another process finished the same bundle first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / MANIFEST_NAME).is_file():
+            raise
     return target

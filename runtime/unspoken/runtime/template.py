@@ -106,3 +106,14 @@ class PromptTokenizer:
         first, second = template.segments(content, criterion)
         a, b = self.encode_many([first, second])
         return self.prepend_ids + a, b
+
+    def prompt_ids_many(
+        self, template: PromptTemplate, content: str, criteria: Sequence[str]
+    ) -> list[tuple[list[int], list[int]]]:
+        """``prompt_ids`` for one content and many criteria, tokenizing the shared segment once."""
+        pairs = [template.segments(content, c) for c in criteria]
+        if template.cacheable:  # the first segment is the content's, the same for every criterion
+            shared = self.prepend_ids + self.encode(pairs[0][0])
+            return [(shared, tail) for tail in self.encode_many([b for _, b in pairs])]
+        tail = self.encode(pairs[0][1])  # criterion-first: the second segment holds the content
+        return [(self.prepend_ids + head, tail) for head in self.encode_many([a for a, _ in pairs])]

@@ -12,6 +12,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from unspoken.runtime.jsonl import iter_jsonl
+
 REQUIRED = {"id": str, "family": str, "criterion": str, "content": str, "label": int, "verdict": str, "split": str}
 SPLITS = ("train", "validation", "test")
 
@@ -47,32 +49,24 @@ def _shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
 
 def read_rows(path: Path, report: Report) -> list[dict]:
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                report.errors.append(f"line {n}: not valid JSON ({e.msg})")
-                continue
-            problems = []
-            for key, typ in REQUIRED.items():
-                if not isinstance(row.get(key), typ) or (typ is str and not row[key].strip()):
-                    problems.append(f"{key} must be a non-empty {typ.__name__}")
-            if "pair" not in row or not (row["pair"] is None or isinstance(row["pair"], str)):
-                problems.append("pair must be an id or null")
-            if isinstance(row.get("label"), int) and row["label"] not in (0, 1):
-                problems.append("label must be 0 or 1")
-            if isinstance(row.get("verdict"), str) and not row["verdict"].startswith("ASSESSMENT:"):
-                problems.append("verdict must start with 'ASSESSMENT:'")
-            if isinstance(row.get("split"), str) and row["split"] not in SPLITS:
-                problems.append(f"split must be one of {', '.join(SPLITS)}")
-            if problems:
-                report.errors.append(f"line {n} (id {row.get('id')!r}): " + "; ".join(problems))
-                continue
-            row["_line"] = n
-            rows.append(row)
+    for n, row in iter_jsonl(path, on_error=lambda n, msg: report.errors.append(f"line {n}: {msg}")):
+        problems = []
+        for key, typ in REQUIRED.items():
+            if not isinstance(row.get(key), typ) or (typ is str and not row[key].strip()):
+                problems.append(f"{key} must be a non-empty {typ.__name__}")
+        if "pair" not in row or not (row["pair"] is None or isinstance(row["pair"], str)):
+            problems.append("pair must be an id or null")
+        if isinstance(row.get("label"), int) and row["label"] not in (0, 1):
+            problems.append("label must be 0 or 1")
+        if isinstance(row.get("verdict"), str) and not row["verdict"].startswith("ASSESSMENT:"):
+            problems.append("verdict must start with 'ASSESSMENT:'")
+        if isinstance(row.get("split"), str) and row["split"] not in SPLITS:
+            problems.append(f"split must be one of {', '.join(SPLITS)}")
+        if problems:
+            report.errors.append(f"line {n} (id {row.get('id')!r}): " + "; ".join(problems))
+            continue
+        row["_line"] = n
+        rows.append(row)
     return rows
 
 

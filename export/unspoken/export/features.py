@@ -25,14 +25,13 @@ def prompt_ids(backbone: LoadedBackbone, template: PromptTemplate, rows: Sequenc
     return out
 
 
-def _cache_key(backbone: LoadedBackbone, template: PromptTemplate, layers: Sequence[int], rows) -> str:
+def _cache_key(backbone: LoadedBackbone, template: PromptTemplate, rows) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({
         "fingerprint": backbone.fingerprint,
         "template": template.sha256,
         "tokenizer": sha256_file(backbone.tokenizer_file),
         "prepend": backbone.prepend_ids,
-        "layers": sorted(layers),
     }, sort_keys=True).encode())
     for r in rows:
         h.update(r["content"].encode("utf-8") + b"\0" + r["criterion"].encode("utf-8") + b"\1")
@@ -54,10 +53,11 @@ def extract_features(
     from tqdm.auto import tqdm
 
     layers = sorted(set(int(x) for x in layers))
-    file = cache_dir() / "features" / f"{_cache_key(backbone, template, layers, rows)}.npz"
-    if use_cache and file.is_file():
+    file = cache_dir() / "features" / f"{_cache_key(backbone, template, rows)}.npz"
+    if use_cache and file.is_file():  # one file per (backbone, template, rows), holding whichever layers were run
         with np.load(file) as z:
-            return {layer: z[f"layer{layer}"] for layer in layers}
+            if all(f"layer{layer}" in z for layer in layers):
+                return {layer: z[f"layer{layer}"] for layer in layers}
     decoder = truncated_decoder(backbone, max(layers))
     prompts = prompt_ids(backbone, template, rows)
     order = np.argsort([len(p) for p in prompts], kind="stable")

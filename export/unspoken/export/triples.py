@@ -7,10 +7,10 @@ on criteria it never saw. A row's explicit ``split`` field wins; otherwise a has
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from unspoken.runtime.errors import InputError
+from unspoken.runtime.jsonl import iter_jsonl
 
 SPLITS = ("train", "validation", "test")
 
@@ -29,28 +29,19 @@ def criterion_split(criterion: str, validation: float = 0.15, test: float = 0.15
 def load_triples(path: str | Path) -> list[dict]:
     """Rows with at least content, criterion and a 0/1 label; adds ``split`` where missing."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"triples file {path} does not exist")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            for key in ("content", "criterion"):
-                if not isinstance(row.get(key), str) or not row[key].strip():
-                    raise InputError(f"{path}:{n}: field {key!r} must be a non-empty string")
-            if row.get("label") not in (0, 1, True, False):
-                raise InputError(f"{path}:{n}: field 'label' must be 0 or 1, got {row.get('label')!r}")
-            row["label"] = int(row["label"])
-            split = row.get("split") or criterion_split(row["criterion"])
-            if split not in SPLITS:
-                raise InputError(f"{path}:{n}: split {split!r} is not one of {', '.join(SPLITS)}")
-            row["split"] = split
-            rows.append(row)
+    for n, row in iter_jsonl(path):
+        for key in ("content", "criterion"):
+            if not isinstance(row.get(key), str) or not row[key].strip():
+                raise InputError(f"{path}:{n}: field {key!r} must be a non-empty string")
+        if row.get("label") not in (0, 1, True, False):
+            raise InputError(f"{path}:{n}: field 'label' must be 0 or 1, got {row.get('label')!r}")
+        row["label"] = int(row["label"])
+        split = row.get("split") or criterion_split(row["criterion"])
+        if split not in SPLITS:
+            raise InputError(f"{path}:{n}: split {split!r} is not one of {', '.join(SPLITS)}")
+        row["split"] = split
+        rows.append(row)
     if not rows:
         raise InputError(f"triples file {path} holds no rows")
     return rows

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import InputError, MissingExtraError, UnspokenError
+from .jsonl import iter_jsonl
 
 EXIT_USER_ERROR = 2
 
@@ -84,22 +85,13 @@ def cmd_classify(args) -> int:
 def cmd_score(args) -> int:
     from tqdm.auto import tqdm
 
-    if not args.input.is_file():
-        raise InputError(f"input file {args.input} does not exist")
     rows = []
-    with args.input.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{args.input}:{n}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict) or "id" not in row or "content" not in row:
-                raise InputError(f"{args.input}:{n}: each row needs 'id' and 'content'")
-            if ("criterion" in row) == ("criteria" in row):
-                raise InputError(f"{args.input}:{n}: give exactly one of 'criterion' or 'criteria'")
-            rows.append((n, row))
+    for n, row in iter_jsonl(args.input):
+        if "id" not in row or "content" not in row:
+            raise InputError(f"{args.input}:{n}: each row needs 'id' and 'content'")
+        if ("criterion" in row) == ("criteria" in row):
+            raise InputError(f"{args.input}:{n}: give exactly one of 'criterion' or 'criteria'")
+        rows.append((n, row))
     clf = _classifier(args)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with args.output.open("w", encoding="utf-8") as out:

@@ -20,9 +20,13 @@ def cmd_train_head(args) -> int:
     from .train_head import HeadConfig, train_head
 
     card = train_head(args.backbone, args.triples, args.out, layer=args.layer, order=args.order,
-                      seed_cue=args.seed_cue, config=HeadConfig(kind=args.kind), lora=args.lora)
-    print(json.dumps(card["training"]["metrics"], indent=2))
-    print(f"wrote head {args.out}")
+                      seed_cue=args.seed_cue, config=HeadConfig(kind=args.kind, hidden=tuple(args.hidden), alpha=args.alpha, c=args.c), lora=args.lora)
+    for split in ("validation", "test"):
+        m = card["training"]["metrics"].get(split)
+        if m:
+            print(f"{split:>10}: n={m['n']} AUROC {m['auroc']:.3f}  accuracy {m['accuracy']:.3f}  "
+                  f"ECE {m['ece']:.3f}  Brier {m['brier']:.3f}")
+    print(f"wrote head {args.out} (per-family figures in {args.out / 'REPORT.md'})")
     return 0
 
 

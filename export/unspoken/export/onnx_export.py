@@ -101,7 +101,9 @@ def export_graph(decoder, path: Path, *, num_kv_heads: int, head_dim: int, opset
     for i in range(n):
         inputs += [spec.past_key % i, spec.past_value % i]
         outputs += [spec.present_key % i, spec.present_value % i]
-    with torch.no_grad():
+    from .quiet import quiet_libraries
+
+    with torch.no_grad(), quiet_libraries():
         program = torch.onnx.export(
             wrapper,
             (ids, mask, pos, past),

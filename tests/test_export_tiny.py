@@ -1,4 +1,6 @@
-"""Tiny random llama and gemma3 backbones: truncation, ONNX parity, KV-popping, manifest refusals. Seconds each."""
+"""Tiny random llama and gemma3 bundles: KV-popping through the runtime, manifest refusals. Seconds each.
+
+Per-architecture truncation and graph parity live in test_architectures.py."""
 
 import json
 import shutil
@@ -9,40 +11,6 @@ import pytest
 from conftest import TINY_LAYER, needs_export
 
 pytestmark = needs_export
-ARCHS = ["llama", "gemma3"]
-
-
-@pytest.mark.parametrize("arch", ARCHS)
-def test_truncated_equals_full_hidden_state_exactly(arch, tiny_dirs):
-    import torch
-
-    from unspoken.export.backbones import load_backbone
-    from unspoken.export.onnx_export import truncated_decoder
-
-    bb = load_backbone(tiny_dirs[arch], progress=False)
-    ids = torch.randint(3, 300, (2, 50), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        full = bb.model(ids, output_hidden_states=True).hidden_states
-        for layer in (1, TINY_LAYER, bb.num_layers):
-            cut = truncated_decoder(bb, layer)(input_ids=ids).last_hidden_state
-            if layer < bb.num_layers:  # the full model's last entry has the final norm applied
-                assert torch.equal(cut, full[layer]), f"layer {layer} differs"
-
-
-@pytest.mark.parametrize("arch", ARCHS)
-def test_onnx_matches_torch_on_long_prompt(arch, tiny_dirs, tmp_path):
-    """Prefill and continuation; 120 tokens is far past the tiny gemma's 8-token sliding window."""
-    from unspoken.export.backbones import load_backbone
-    from unspoken.export.onnx_export import export_graph, truncated_decoder, validate_graph
-
-    bb = load_backbone(tiny_dirs[arch], progress=False)
-    dec = truncated_decoder(bb, TINY_LAYER)
-    spec = export_graph(dec, tmp_path / "g.onnx", num_kv_heads=2, head_dim=16)
-    rng = np.random.default_rng(0)
-    prompt, tail = rng.integers(3, 300, 120).tolist(), rng.integers(3, 300, 9).tolist()
-    report = validate_graph(dec, tmp_path / "g.onnx", spec, prompt, tail, num_kv_heads=2, head_dim=16,
-                            tolerance_rel=1e-5)
-    assert report.prefill_max_rel <= 1e-5 and report.continuation_max_rel <= 1e-5
 
 
 @pytest.mark.parametrize("key", [("llama", "content-first"), ("gemma3", "content-first")])

@@ -35,27 +35,52 @@ def make_tokenizer(folder: Path, *, bos: bool, vocab_size: int = 400):
     return fast
 
 
-def make_tiny_model(folder: Path, arch: str, *, layers: int = 4, seed: int = 0) -> Path:
-    """Save a random-weight model of ``arch`` ('llama' or 'gemma3') with its tokenizer into ``folder``."""
+ARCHITECTURES = ["llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "granite", "granitemoehybrid"]
+
+
+def tiny_config(arch: str, vocab_size: int, layers: int = 4):
+    """A few-thousand-parameter config of ``arch``; sliding windows are tiny so short prompts exercise them."""
+    import transformers as tf
+
+    common = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                  pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    alternating = (["sliding_attention", "sliding_attention", "full_attention"] * layers)[:layers]
+    if arch == "llama":
+        return tf.LlamaConfig(**common, head_dim=16, tie_word_embeddings=True)
+    if arch == "mistral":
+        return tf.MistralConfig(**common, head_dim=16, sliding_window=8)
+    if arch == "qwen2":
+        return tf.Qwen2Config(**common)
+    if arch == "qwen3":
+        return tf.Qwen3Config(**common, head_dim=16)
+    if arch == "gemma2":
+        return tf.Gemma2Config(**common, head_dim=16, sliding_window=8, query_pre_attn_scalar=16,
+                               layer_types=(["sliding_attention", "full_attention"] * layers)[:layers])
+    if arch == "gemma3":
+        return tf.Gemma3TextConfig(**common, head_dim=16, sliding_window=8, query_pre_attn_scalar=16,
+                                   layer_types=alternating)
+    if arch == "phi3":
+        return tf.Phi3Config(**common)
+    if arch == "granite":
+        return tf.GraniteConfig(**common, embedding_multiplier=12.0, residual_multiplier=0.22,
+                                attention_multiplier=0.0625, logits_scaling=8.0)
+    if arch == "granitemoehybrid":  # Granite 4.0 micro's layout: attention-only layers, dense shared MLP, no experts
+        return tf.GraniteMoeHybridConfig(**common, shared_intermediate_size=128, num_local_experts=0,
+                                         layer_types=["full_attention"] * layers, embedding_multiplier=12.0,
+                                         residual_multiplier=0.22, attention_multiplier=0.0625,
+                                         position_embedding_type="rope")
+    raise ValueError(arch)
+
+
+def make_tiny_model(folder: Path, arch: str, *, layers: int = 4, seed: int = 0, config=None) -> Path:
+    """Save a random-weight model of ``arch`` with a tiny tokenizer into ``folder``."""
     import torch
     from transformers import AutoModelForCausalLM
 
     folder.mkdir(parents=True, exist_ok=True)
     tok = make_tokenizer(folder, bos=arch.startswith("gemma"))
-    common = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-                  num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=2048,
-                  pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    if arch == "llama":
-        from transformers import LlamaConfig
-
-        config = LlamaConfig(**common, tie_word_embeddings=True)
-    elif arch == "gemma3":
-        from transformers import Gemma3TextConfig
-
-        config = Gemma3TextConfig(**common, sliding_window=8, query_pre_attn_scalar=16,
-                                  layer_types=(["sliding_attention", "sliding_attention", "full_attention"] * layers)[:layers])
-    else:
-        raise ValueError(arch)
+    config = config or tiny_config(arch, len(tok), layers)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config).eval()
     with torch.no_grad():  # random init is tiny; widen it so layers actually change the state

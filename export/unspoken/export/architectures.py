@@ -17,7 +17,8 @@ class ArchFacts:
     layers: str = "layers"  # attribute of the decoder holding the ModuleList of blocks
     norm: str = "norm"  # attribute of the decoder holding the final norm (replaced by identity)
     per_layer_config: tuple[str, ...] = ()  # config lists indexed by layer, cut along with the layers
-    kv_cache_only: bool = True  # False for hybrids whose state is not plain attention KV
+    # layer_types values whose state is recurrent (Mamba), not attention KV: the graph cannot carry them yet
+    recurrent_layer_types: tuple[str, ...] = ()
 
 
 ARCHITECTURES: dict[str, ArchFacts] = {
@@ -29,6 +30,7 @@ ARCHITECTURES: dict[str, ArchFacts] = {
     "gemma3_text": ArchFacts(per_layer_config=("layer_types",)),
     "phi3": ArchFacts(),
     "granite": ArchFacts(),
+    "granitemoehybrid": ArchFacts(per_layer_config=("layer_types",), recurrent_layer_types=("linear_attention", "mamba")),
 }
 
 

@@ -32,6 +32,14 @@ def truncated_decoder(backbone, layer: int):
     if not 1 <= layer <= n:
         raise UnspokenError(f"extraction layer {layer} is out of range: the backbone has layers 1..{n}")
     facts = backbone.facts
+    kinds = list(getattr(backbone.config, "layer_types", None) or [])[:layer]
+    recurrent = [i for i, kind in enumerate(kinds) if kind in facts.recurrent_layer_types]
+    if recurrent:
+        raise UnspokenError(
+            f"{backbone.config.model_type}: layer {recurrent[0]} below the extraction layer is a recurrent (Mamba) "
+            "layer whose state is not an attention KV cache; unspoken's graph carries only KV, so this cut is refused. "
+            f"Choose an extraction layer ≤ {recurrent[0]} or an attention-only model (e.g. Granite 4.0 micro)."
+        )
     decoder = backbone.decoder()
     cut = copy.copy(decoder)
     cut._modules = dict(decoder._modules)  # copy.copy shares the submodule dict; give the cut its own
@@ -47,8 +55,13 @@ def truncated_decoder(backbone, layer: int):
 
 
 def _make_wrapper(decoder, num_layers: int):
+    import inspect
+
     import torch
     from transformers.cache_utils import DynamicCache
+
+    # transformers 5.25 renamed the decoder's `past_key_values` argument to `cache` (the old name warns until 5.40)
+    cache_arg = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
     class FlatKV(torch.nn.Module):
         def __init__(self) -> None:
@@ -63,11 +76,11 @@ def _make_wrapper(decoder, num_layers: int):
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
-                past_key_values=cache,
+                **{cache_arg: cache},
                 use_cache=True,
             )
             presents = []
-            for layer in out.past_key_values.layers[:num_layers]:
+            for layer in cache.layers[:num_layers]:  # updated in place with this step's keys and values
                 presents += [layer.keys, layer.values]
             return (out.last_hidden_state, *presents)
 

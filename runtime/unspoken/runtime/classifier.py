@@ -22,6 +22,10 @@ def _check_text(value: object, what: str) -> str:
         raise InputError(f"{what} must be a string, got {type(value).__name__}")
     if not value.strip():
         raise InputError(f"{what} is empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:  # lone surrogates (e.g. from JSON "\ud800") cannot be tokenized
+        raise InputError(f"{what} holds a lone surrogate at index {e.start}; it is not valid Unicode text") from None
     return value
 
 

@@ -33,8 +33,9 @@ class Classifier:
     """Zero-shot classifier over one bundle.
 
     >>> clf = Classifier("path/to/bundle")                                  # doctest: +SKIP
-    >>> clf.score("I used to hate it, now I love it.", ["The writer currently likes it."])  # doctest: +SKIP
-    [0.93]
+    >>> clf.score("I used to hate it, now I love it.", ["The writer currently likes it.", "It is about cars."])
+    ... # doctest: +SKIP
+    [p_likes, p_cars]   # calibrated probabilities, one per criterion
 
     Args:
         bundle_dir: a bundle folder written by ``unspoken export``; None builds/uses the default bundle.

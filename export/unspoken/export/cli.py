@@ -41,3 +41,16 @@ def cmd_data_check(args) -> int:
         print(f"... and {len(report.errors) - 200} more problems")
     print("ok" if report.ok else f"{len(report.errors)} problem(s) in {args.file}")
     return 0 if report.ok else 1
+
+
+def cmd_train_lora(args) -> int:
+    from unspoken.runtime.template import default_template
+
+    from .lora import LoraSettings, train_lora
+
+    settings = LoraSettings(rank=args.rank, alpha=2 * args.rank, epochs=args.epochs, top_layer=args.top_layer)
+    summary = train_lora(args.backbone, args.triples, args.out, template=default_template(args.order, args.seed_cue),
+                         settings=settings, max_steps=args.max_steps, resume=args.resume)
+    print(f"{summary['steps']} steps, {summary['seconds_per_step']} s/step, final train loss "
+          f"{summary['final_train_loss']}, validation loss {summary['validation_loss']}; wrote {args.out}")
+    return 0

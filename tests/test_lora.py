@@ -4,23 +4,9 @@ import json
 
 import numpy as np
 
-from conftest import needs_export
+from conftest import needs_export, write_toy_triples
 
 pytestmark = needs_export
-
-
-def _triples(path):
-    rows = []
-    for i in range(40):
-        yes = i % 2 == 0
-        rows.append({
-            "id": f"r{i}", "content": f"Note {i}: I {'love' if yes else 'hate'} the new {['phone', 'film'][i % 2]}.",
-            "criterion": f"The writer likes it (v{i % 8}).", "label": int(yes),
-            "verdict": f"ASSESSMENT: The criterion is {'met' if yes else 'not met'}, because of the wording.",
-            "split": (["train"] * 4 + ["validation"] * 2 + ["test"] * 2)[i % 8],
-        })
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    return path
 
 
 def test_verdict_target_drops_the_label():
@@ -49,7 +35,7 @@ def test_train_resume_merge_and_export(tiny_dirs, tmp_path):
     from unspoken.export.train_head import HeadConfig, train_head
     from unspoken.runtime import Classifier
 
-    triples = _triples(tmp_path / "t.jsonl")
+    triples = write_toy_triples(tmp_path / "t.jsonl", n=40)
     settings = LoraSettings(rank=4, alpha=8, batch_size=2, grad_accum=2, checkpoint_every=2, epochs=2)
     adapter = tmp_path / "lora"
     first = train_lora(tiny_dirs["llama"], triples, adapter, settings=settings, max_steps=2, progress=False)

@@ -180,7 +180,9 @@ def _tokenizer_facts(hf_dir: Path) -> tuple[Path, list[int], int]:
             raise InputError(f"the tokenizer of {hf_dir} cannot be saved as tokenizer.json (a fast tokenizer is needed)")
     plain = tok("probe", add_special_tokens=False).input_ids
     full = tok("probe").input_ids
-    prepend = full[: len(full) - len(plain)] if full[-len(plain):] == plain else []
+    # whatever the tokenizer puts before the text (BOS); anything it appends (EOS) is not wanted in a prompt
+    starts = [k for k in range(len(full) - len(plain) + 1) if full[k : k + len(plain)] == plain]
+    prepend = full[: starts[0]] if starts else []
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     return file, list(prepend), int(pad)
 

@@ -31,10 +31,6 @@ class BufferPool:
             self._flat[name] = flat
         return flat[:size].reshape(shape)
 
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in self._flat.values())
-
 
 class BackboneGraph:
     """Runs ``hidden, presents = graph(input_ids, attention_mask, position_ids, past)``."""

@@ -6,7 +6,6 @@ naming the row; thresholds are the project's data requirements.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -42,7 +41,8 @@ def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def _shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
+def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    """Lower-cased word n-grams; a text shorter than n words gives its words as one gram."""
     words = re.findall(r"\w+", text.lower())
     return {tuple(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
 
@@ -124,7 +124,6 @@ def check_rows(rows: list[dict], req: Requirements, report: Report) -> None:
     for a, b, j in near:
         report.errors.append(f"lines {a['_line']} and {b['_line']}: near-duplicate rows (content Jaccard {j:.2f}, "
                              "same criterion, not a minimal pair)")
-    test_crit = {c for c, s in split_of.items() if s == {"test"}}
     report.stats = {
         "rows": len(rows),
         "families": dict(sorted(families.items())),
@@ -133,7 +132,7 @@ def check_rows(rows: list[dict], req: Requirements, report: Report) -> None:
         "pair_fraction": round(pair_fraction, 4),
         "rows_per_split": dict(Counter(r["split"] for r in rows)),
         "criteria_per_split": dict(Counter(next(iter(s)) for s in split_of.values() if len(s) == 1)),
-        "test_criteria_in_train": sum(1 for c in test_crit if "train" in split_of[c]),
+        "test_criteria_in_train": sum(1 for s in split_of.values() if {"test", "train"} <= s),
         "contents_with_several_criteria": sum(1 for n in Counter(r["content"].strip() for r in rows).values() if n > 1),
     }
 
@@ -145,7 +144,7 @@ def _near_duplicates(rows: list[dict], threshold: float) -> list[tuple[dict, dic
         by_crit[_norm(r["criterion"])].append(r)
     found = []
     for group in by_crit.values():
-        sh = [(r, _shingles(r["content"])) for r in group]
+        sh = [(r, _ngrams(r["content"], 3)) for r in group]
         for i in range(len(sh)):
             for j in range(i + 1, len(sh)):
                 a, sa = sh[i]
@@ -174,26 +173,19 @@ def eval_overlap(path: str | Path, eval_dir: str | Path, n: int = 8) -> dict:
     eval_grams: set[tuple[str, ...]] = set()
     eval_contents: set[str] = set()
     for file in sorted(Path(eval_dir).glob("*.jsonl")):
-        with file.open(encoding="utf-8") as f:
-            for line in f:
-                try:
-                    content = json.loads(line).get("content", "")
-                except json.JSONDecodeError:
-                    continue
-                eval_contents.add(_norm(content))
-                words = re.findall(r"\w+", content.lower())
-                eval_grams.update(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
-    rows = [json.loads(line) for line in Path(path).open(encoding="utf-8") if line.strip()]
+        for _, row in iter_jsonl(file, on_error=lambda n, msg: None):
+            content = str(row.get("content", ""))
+            eval_contents.add(_norm(content))
+            eval_grams |= _ngrams(content, n)
     hits, exact, worst = [], 0, 0.0
+    rows = [row for _, row in iter_jsonl(path)]
     for r in rows:
-        words = re.findall(r"\w+", r["content"].lower())
-        grams = {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+        grams = _ngrams(r["content"], n)
         if _norm(r["content"]) in eval_contents:
             exact += 1
-        if grams:
-            shared = len(grams & eval_grams) / len(grams)
-            worst = max(worst, shared)
-            if shared:
-                hits.append(r["id"])
+        shared = len(grams & eval_grams) / len(grams)
+        worst = max(worst, shared)
+        if shared:
+            hits.append(r["id"])
     return {"ngram": n, "rows": len(rows), "rows_sharing_any_ngram": len(hits), "exact_content_matches": exact,
             "max_fraction_of_row_ngrams_shared": round(worst, 4), "example_ids": hits[:10]}

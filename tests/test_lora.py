@@ -12,7 +12,9 @@ pytestmark = needs_export
 def test_verdict_target_drops_the_label():
     from unspoken.export.lora import verdict_target
 
-    assert verdict_target("ASSESSMENT: The criterion is met.") == " The criterion is met."
+    assert verdict_target("ASSESSMENT: The criterion is met.") == " Yes."
+    assert verdict_target("ASSESSMENT: The criterion is not met, because B asks.") == " No, because B asks."
+    assert verdict_target("Something else.") == " Something else."
 
 
 def test_prompt_tokens_are_masked_out_of_the_loss(tiny_dirs):
@@ -23,7 +25,8 @@ def test_prompt_tokens_are_masked_out_of_the_loss(tiny_dirs):
     bb = load_backbone(tiny_dirs["llama"], progress=False)
     tok = PromptTokenizer(bb.tokenizer_file, bb.prepend_ids)
     row = {"content": "I love it", "criterion": "likes it", "verdict": "ASSESSMENT: The criterion is met."}
-    (ids, labels), = build_examples([row], default_template(), tok, eos_id=2, max_tokens=512)[0]
+    (ids, labels, label), = build_examples([row | {"label": 1}], default_template(), tok, eos_id=2,
+                                           max_tokens=512)[0]
     head, tail = tok.prompt_ids(default_template(), "I love it", "likes it")
     assert labels[: len(head + tail)] == [-100] * len(head + tail)
     assert ids[len(head + tail):] == labels[len(head + tail):] and labels[-1] == 2
@@ -56,3 +59,16 @@ def test_train_resume_merge_and_export(tiny_dirs, tmp_path):
     assert manifest["backbone"]["lora_config"]["r"] == 4
     scores = Classifier(bundle).score("I love the phone.", ["The writer likes it."])
     assert 0.0 <= scores[0] <= 1.0
+
+
+def test_seed_state_auxiliary_variant_trains_and_resumes(tiny_dirs, tmp_path):
+    from unspoken.export.lora import LoraSettings, train_lora
+
+    triples = write_toy_triples(tmp_path / "t.jsonl", n=24)
+    settings = LoraSettings(rank=2, alpha=4, batch_size=2, grad_accum=1, checkpoint_every=1, top_layer=2,
+                            seed_loss_weight=0.5)
+    adapter = tmp_path / "lora"
+    first = train_lora(tiny_dirs["llama"], triples, adapter, settings=settings, max_steps=1, progress=False)
+    again = train_lora(tiny_dirs["llama"], triples, adapter, settings=settings, max_steps=2, resume=True,
+                       progress=False)
+    assert again["loss_curve"][:1] == first["loss_curve"] and np.isfinite(again["loss_curve"][-1])

@@ -1,8 +1,13 @@
 """Verdict LoRA: teach the backbone to write the row's one-sentence verdict right after the exact probe prompt.
 
 Plain next-token loss on the verdict tokens only (prompt tokens are masked), so the state at the seed cue comes to
-hold the answer; at inference the model is cut below the LM head and never speaks. Trains on the train split, checks
-loss on the validation split, checkpoints every N optimizer steps and resumes with ``resume=True``.
+hold the answer; at inference the model is cut below the LM head and never speaks. The verdict is rewritten to put
+the decision first (" Yes, because ..." / " No, because ..."): the seed-cue position itself must then predict the
+decision, which is what the probe reads. Trains on the train split, checks loss on the validation split,
+checkpoints every N optimizer steps and resumes with ``resume=True``.
+
+Optional auxiliary variant (``seed_loss_weight > 0``): a throwaway linear probe on the seed state at the extraction
+layer adds a small binary cross-entropy term. The probe is discarded; the shipped head is always refit afterwards.
 """
 
 from __future__ import annotations
@@ -33,14 +38,28 @@ class LoraSettings:
     max_tokens: int = 384  # longer prompt+verdict rows are skipped (and counted)
     checkpoint_every: int = 25  # optimizer steps
     seed: int = 0
+    seed_loss_weight: float = 0.0  # > 0: auxiliary BCE of a linear probe on the seed state at `top_layer`
+    threads: int | None = None  # torch intra-op threads; None = torch's default
+    bf16_autocast: bool = True  # ~1.4x faster on CPUs with bf16 units; adapter weights and optimizer stay fp32
+
+
+_DECISION_FIRST = (("The criterion is not met", "No"), ("The criterion is met", "Yes"))
 
 
 def verdict_target(verdict: str) -> str:
-    """The text the model must write after the seed cue: the verdict without its 'ASSESSMENT:' label."""
+    """The text the model must write after the seed cue: the verdict without its 'ASSESSMENT:' label, decision first.
+
+    "The criterion is met, because X" becomes "Yes, because X" (and "not met" becomes "No"), so the very token the
+    seed-cue state predicts is the decision.
+    """
     text = verdict.strip()
     if text.upper().startswith(VERDICT_PREFIX):
-        text = text[len(VERDICT_PREFIX):]
-    return " " + text.strip()
+        text = text[len(VERDICT_PREFIX):].strip()
+    for long, short in _DECISION_FIRST:
+        if text.startswith(long):
+            text = short + text[len(long):]
+            break
+    return " " + text
 
 
 def build_examples(rows, template: PromptTemplate, tok: PromptTokenizer, eos_id: int | None, max_tokens: int):
@@ -55,26 +74,53 @@ def build_examples(rows, template: PromptTemplate, tok: PromptTokenizer, eos_id:
         if len(prompt) + len(target) > max_tokens:
             skipped += 1
             continue
-        examples.append((prompt + target, [-100] * len(prompt) + target))
+        examples.append((prompt + target, [-100] * len(prompt) + target, int(r["label"])))
     return examples, skipped
 
 
-def _batches(examples, batch_size: int, pad_id: int, rng: random.Random):
+def _batches(examples, batch_size: int, pad_id: int, rng: random.Random, bucket: int = 16):
+    """Shuffled batches of similar length: a random window of ``bucket`` batches is sorted by length, then cut,
+    so padding stays small while the order stays random. Yields (ids, mask, labels, seed positions, row labels)."""
     import torch
 
     order = list(range(len(examples)))
     rng.shuffle(order)
-    for start in range(0, len(order), batch_size):
-        chunk = [examples[i] for i in order[start : start + batch_size]]
-        width = max(len(ids) for ids, _ in chunk)
+    window = batch_size * bucket
+    batches = []
+    for w in range(0, len(order), window):
+        part = sorted(order[w : w + window], key=lambda i: len(examples[i][0]))
+        batches += [part[k : k + batch_size] for k in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    for idx in batches:
+        chunk = [examples[i] for i in idx]
+        width = max(len(x) for x, _, _ in chunk)
         ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         labels = torch.full((len(chunk), width), -100, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for j, (x, y) in enumerate(chunk):
+        seed_pos = torch.zeros(len(chunk), dtype=torch.long)
+        for j, (x, y, _) in enumerate(chunk):
             ids[j, : len(x)] = torch.tensor(x)
             labels[j, : len(y)] = torch.tensor(y)
             mask[j, : len(x)] = 1
-        yield ids, mask, labels
+            seed_pos[j] = sum(1 for v in y if v == -100) - 1
+        yield ids, mask, labels, seed_pos, torch.tensor([float(c) for _, _, c in chunk])
+
+
+def _verdict_loss(model, ids, mask, labels, seed_pos, row_labels, probe, layer: int, weight: float):
+    """Next-token loss on the verdict tokens only; the LM head runs only where a label exists (it is ~1/5 of the
+    FLOPs per token on small backbones). With a probe, adds ``weight`` x BCE of the probe on the seed state."""
+    import torch.nn.functional as F
+
+    base = model.get_base_model()
+    out = base.model(input_ids=ids, attention_mask=mask, output_hidden_states=probe is not None)
+    target = labels[:, 1:]
+    keep = target != -100
+    logits = base.lm_head(out.last_hidden_state[:, :-1][keep])
+    loss = F.cross_entropy(logits.float(), target[keep])
+    if probe is not None:
+        seed = out.hidden_states[layer][range(len(ids)), seed_pos]
+        loss = loss + weight * F.binary_cross_entropy_with_logits(probe(seed.float()).squeeze(-1), row_labels)
+    return loss
 
 
 def train_lora(
@@ -97,6 +143,8 @@ def train_lora(
     from .triples import load_triples
 
     s = settings or LoraSettings()
+    if s.threads:
+        torch.set_num_threads(s.threads)
     template = template or default_template()
     out_dir = Path(out_dir)
     ckpt = out_dir / "checkpoint"
@@ -119,7 +167,12 @@ def train_lora(
     )
     model = get_peft_model(bb.model, peft_config)
     model.train()
-    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=s.learning_rate)
+    params = [p for p in model.parameters() if p.requires_grad]
+    probe = None
+    if s.seed_loss_weight > 0:
+        probe = torch.nn.Linear(int(bb.config.hidden_size), 1)
+        params += list(probe.parameters())
+    optim = torch.optim.AdamW(params, lr=s.learning_rate)
     batches_per_epoch = -(-len(train) // s.batch_size)
     total_steps = max(1, int(s.epochs * batches_per_epoch) // s.grad_accum)
     if max_steps is not None:
@@ -130,6 +183,8 @@ def train_lora(
 
         state = torch.load(ckpt / "state.pt", weights_only=False)
         set_peft_model_state_dict(model, load_file(ckpt / "adapter_model.safetensors"))
+        if probe is not None:
+            probe.load_state_dict(state["probe"])
         optim.load_state_dict(state["optim"])
         step, log = state["step"], state["log"]
     rng = random.Random(s.seed)
@@ -137,11 +192,13 @@ def train_lora(
     micro, accumulated = 0, 0.0
     started = time.perf_counter()
     while step < total_steps:
-        for ids, mask, labels in _batches(train, s.batch_size, bb.pad_id, rng):
+        for ids, mask, labels, seed_pos, row_labels in _batches(train, s.batch_size, bb.pad_id, rng):
             micro += 1
             if micro <= step * s.grad_accum:  # fast-forward through batches consumed before a resume
                 continue
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss / s.grad_accum
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=s.bf16_autocast):
+                loss = _verdict_loss(model, ids, mask, labels, seed_pos, row_labels, probe, top,
+                                     s.seed_loss_weight) / s.grad_accum
             loss.backward()
             accumulated += float(loss.detach())
             if micro % s.grad_accum:
@@ -156,14 +213,14 @@ def train_lora(
             if step % s.checkpoint_every == 0 or step == total_steps:
                 log["seconds"] += time.perf_counter() - started
                 started = time.perf_counter()
-                _checkpoint(model, optim, step, log, ckpt)
+                _checkpoint(model, optim, probe, step, log, ckpt)
             if step >= total_steps:
                 break
     bar.close()
     model.eval()
     with torch.no_grad():
-        losses = [float(model(input_ids=i, attention_mask=m, labels=y).loss)
-                  for i, m, y in _batches(val[:64], s.batch_size, bb.pad_id, random.Random(0))]
+        losses = [float(_verdict_loss(model, i, m, y, p, c, None, top, 0.0))
+                  for i, m, y, p, c in _batches(val[:64], s.batch_size, bb.pad_id, random.Random(0))]
     model.save_pretrained(out_dir)
     summary = {
         "backbone": bb.resolved.name,
@@ -183,7 +240,7 @@ def train_lora(
     return summary
 
 
-def _checkpoint(model, optim, step: int, log: dict, ckpt: Path) -> None:
+def _checkpoint(model, optim, probe, step: int, log: dict, ckpt: Path) -> None:
     import torch
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
@@ -191,5 +248,7 @@ def _checkpoint(model, optim, step: int, log: dict, ckpt: Path) -> None:
     ckpt.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in get_peft_model_state_dict(model).items()},
               str(ckpt / "adapter_model.safetensors"))
-    torch.save({"optim": optim.state_dict(), "step": step, "log": log}, ckpt / "state.pt.tmp")
+    state = {"optim": optim.state_dict(), "step": step, "log": log,
+             "probe": probe.state_dict() if probe is not None else None}
+    torch.save(state, ckpt / "state.pt.tmp")
     (ckpt / "state.pt.tmp").replace(ckpt / "state.pt")

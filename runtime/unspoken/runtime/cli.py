@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank", type=int, default=16)
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--top-layer", type=int, help="put adapters only below this layer (e.g. the extraction layer)")
+    p.add_argument("--lr", type=float, default=2e-4, help="learning rate")
+    p.add_argument("--max-tokens", type=int, default=384, help="skip rows whose prompt+verdict is longer")
+    p.add_argument("--seed-loss", type=float, default=0.0,
+                   help="auxiliary variant: weight of a probe loss on the seed state at --top-layer (0 = off)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--fp32", action="store_true", help="train without bf16 autocast (slower)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
 

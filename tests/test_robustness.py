@@ -75,3 +75,69 @@ def test_shared_classifier_across_8_threads_equals_sequential(clf):
 def test_repeated_calls_are_bit_identical(clf):
     first = clf.score("same input", ["a", "b", "c"])
     assert all(clf.score("same input", ["a", "b", "c"]) == first for _ in range(5))
+
+
+# -- content longer than the backbone's context ----------------------------------------------------------------------
+LONG = "I used to hate this product, but honestly now I love it. 🎉 " * 200  # ~5,000 tokens; tiny backbones take 2,048
+
+
+def test_overlong_content_is_refused_naming_the_lengths(clf):
+    from unspoken.runtime import InputError
+
+    lengths = r"prompt is \d+ tokens \(content segment \d+, longest criterion segment \d+\); "
+    with pytest.raises(InputError, match=lengths + r"the backbone takes at most 2048; .*truncate=True"):
+        clf.score(LONG, ["likes it"])
+
+
+@pytest.mark.parametrize("order,use_cache", [("content-first", True), ("content-first", False),
+                                             ("criterion-first", False)])
+def test_truncated_scores_equal_the_pre_cut_content(tiny_bundles, order, use_cache):
+    from unspoken.runtime import Classifier, InputError
+
+    c = Classifier(tiny_bundles[("llama", order)], chunk_size=2)
+    criteria = ["likes it", "a much longer criterion about several things at once, written out in full", "x"]
+    got = c.score_detailed(LONG, criteria, truncate=True)
+    limit = c.manifest.backbone.max_positions
+    assert got.truncated and 0 < got.kept_chars < got.content_chars == len(LONG)
+    assert limit - 8 <= got.prompt_tokens <= limit  # cut at a token boundary, as late as fits
+    cut = LONG[: got.kept_chars]
+    manual = c.score_detailed(cut, criteria)
+    assert not manual.truncated and manual.kept_chars == len(cut)
+    assert got.probabilities == manual.probabilities == c.score(LONG, criteria, truncate=True)
+    feats = c.features(LONG, criteria, use_cache=use_cache, truncate=True)
+    assert np.array_equal(feats, c.features(cut, criteria, use_cache=use_cache))
+    with pytest.raises(InputError, match="at most 2048"):  # a few more content tokens would not fit
+        c.score(LONG[: got.kept_chars + 40], criteria)
+
+
+def test_truncation_leaves_room_for_the_longest_criterion(clf):
+    short = clf.score_detailed(LONG, ["x"], truncate=True)
+    both = clf.score_detailed(LONG, ["x", "a much longer criterion " * 20], truncate=True)
+    assert both.kept_chars < short.kept_chars
+    assert both.probabilities[0] == clf.score(LONG[: both.kept_chars], ["x"])[0]  # same content for every criterion
+
+
+def test_short_content_reports_not_truncated(clf):
+    got = clf.score_detailed("short text", ["a", "b"], truncate=True)
+    assert got.truncated is False and got.kept_chars == got.content_chars == 10
+    assert got.probabilities == clf.score("short text", ["a", "b"])
+    assert [s.truncated for s in clf.score_many_detailed([("short", "a"), (LONG, "a")], truncate=True)] == [False, True]
+    assert clf.score_many([(LONG, "a")], truncate=True) == [clf.score(LONG, "a", truncate=True)]
+
+
+def test_a_criterion_longer_than_the_context_is_refused_even_with_truncate(clf):
+    from unspoken.runtime import InputError
+
+    with pytest.raises(InputError, match=r"criteria\[1\] alone makes a \d+-token prompt segment.*shorten the"):
+        clf.score("text", ["ok", "criterion " * 3000], truncate=True)
+
+
+@pytest.mark.parametrize("kwargs,message", [({"threads": 0}, "threads must be"), ({"threads": -2}, "threads must be"),
+                                            ({"chunk_size": 0}, "chunk_size must be"),
+                                            ({"chunk_size": 2.5}, "chunk_size must be")])
+def test_bad_classifier_options_are_input_errors(tiny_bundles, kwargs, message):
+    from unspoken.runtime import Classifier, InputError
+
+    with pytest.raises(InputError, match=message):
+        Classifier(tiny_bundles[BUNDLE], **kwargs)
+

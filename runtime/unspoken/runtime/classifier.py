@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -29,6 +30,38 @@ def _check_text(value: object, what: str) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class Scores:
+    """What ``Classifier.score_detailed`` returns.
+
+    Attributes:
+        probabilities: calibrated probabilities, one per criterion, in the order given.
+        truncated: True when the content was cut to fit the backbone's context (only with ``truncate=True``).
+        content_chars: characters in the content passed in.
+        kept_chars: characters of it that were scored (its beginning); equals ``content_chars`` unless truncated.
+        prompt_tokens: tokens in the longest prompt scored (content segment + longest criterion segment).
+    """
+
+    probabilities: list[float]
+    truncated: bool
+    content_chars: int
+    kept_chars: int
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    content: str  # the content scored (cut when truncated)
+    content_ids: list[int]
+    criterion_ids: list[list[int]]
+    truncated: bool
+    prompt_tokens: int
+
+    @property
+    def n(self) -> int:
+        return len(self.criterion_ids)
+
+
 class Classifier:
     """Zero-shot classifier over one bundle.
 
@@ -36,6 +69,9 @@ class Classifier:
     >>> clf.score("I used to hate it, now I love it.", ["The writer currently likes it.", "It is about cars."])
     ... # doctest: +SKIP
     [p_likes, p_cars]   # calibrated probabilities, one per criterion
+
+    ``score_detailed`` also says whether over-long content was truncated (``truncate=True``); without it, content
+    longer than the backbone's context raises InputError naming the token counts.
 
     Args:
         bundle_dir: a bundle folder written by ``unspoken export``; None builds/uses the default bundle.
@@ -60,8 +96,10 @@ class Classifier:
             from .default_bundle import ensure_default_bundle
 
             bundle_dir = ensure_default_bundle()
-        if chunk_size < 1:
-            raise InputError("chunk_size must be at least 1")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise InputError(f"chunk_size must be a whole number of at least 1, got {chunk_size!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise InputError(f"threads must be a whole number of at least 1 (or None for all CPUs), got {threads!r}")
         self.bundle_dir = Path(bundle_dir)
         self.manifest: Manifest
         self.manifest, self.load_report = load_manifest(self.bundle_dir, verify_files=verify_files)
@@ -77,18 +115,65 @@ class Classifier:
         self._lock = threading.Lock()  # bound buffers are shared state
 
     # -- public API ---------------------------------------------------------------------------------------------
-    def score(self, content: str, criteria: Sequence[str] | str) -> list[float]:
-        """Calibrated probability that ``content`` meets each criterion, in the order given."""
-        features = self.features(content, criteria)
-        return [float(p) for p in self.head.predict(features)]
+    def score(self, content: str, criteria: Sequence[str] | str, *, truncate: bool = False) -> list[float]:
+        """Calibrated probability that ``content`` meets each criterion, in the order given.
 
-    def score_many(self, items: Sequence[tuple[str, Sequence[str] | str]]) -> list[list[float]]:
+        Content too long for the backbone raises InputError naming the lengths; ``truncate=True`` instead keeps the
+        longest beginning of the content that fits (see ``score_detailed``, which also says whether it was cut).
+        """
+        return self.score_detailed(content, criteria, truncate=truncate).probabilities
+
+    def score_detailed(self, content: str, criteria: Sequence[str] | str, *, truncate: bool = False) -> Scores:
+        """``score`` plus whether (and how much of) the content was truncated to fit."""
+        prepared = self._prepare(content, criteria, truncate)
+        probs = np.empty(prepared.n, dtype=np.float64)
+        with self._lock:
+            for start, feats in self._iter_features(prepared, self.template.cacheable):
+                probs[start : start + len(feats)] = self.head.predict(feats)
+        return Scores(
+            probabilities=[float(p) for p in probs],
+            truncated=prepared.truncated,
+            content_chars=len(content),
+            kept_chars=len(prepared.content),
+            prompt_tokens=prepared.prompt_tokens,
+        )
+
+    def score_many(
+        self, items: Sequence[tuple[str, Sequence[str] | str]], *, truncate: bool = False
+    ) -> list[list[float]]:
         """``score`` over many (content, criteria) pairs."""
-        return [self.score(content, criteria) for content, criteria in items]
+        return [self.score(content, criteria, truncate=truncate) for content, criteria in items]
+
+    def score_many_detailed(
+        self, items: Sequence[tuple[str, Sequence[str] | str]], *, truncate: bool = False
+    ) -> list[Scores]:
+        """``score_detailed`` over many (content, criteria) pairs."""
+        return [self.score_detailed(content, criteria, truncate=truncate) for content, criteria in items]
 
     # -- features -----------------------------------------------------------------------------------------------
-    def features(self, content: str, criteria: Sequence[str] | str, *, use_cache: bool | None = None) -> np.ndarray:
-        """Seed-token hidden states [n, hidden]. ``use_cache=False`` forces one full pass per criterion."""
+    def features(
+        self,
+        content: str,
+        criteria: Sequence[str] | str,
+        *,
+        use_cache: bool | None = None,
+        truncate: bool = False,
+    ) -> np.ndarray:
+        """Seed-token hidden states [n, hidden]. ``use_cache=False`` forces one full pass per criterion;
+        ``truncate`` as in ``score``."""
+        prepared = self._prepare(content, criteria, truncate)
+        if use_cache is None:
+            use_cache = self.template.cacheable
+        if use_cache and not self.template.cacheable:
+            raise InputError("this bundle's template is criterion-first: its prompts cannot reuse a content cache")
+        out = np.empty((prepared.n, self.graph.hidden_size), dtype=np.float32)
+        with self._lock:
+            for start, feats in self._iter_features(prepared, use_cache):
+                out[start : start + len(feats)] = feats
+        return out
+
+    def _prepare(self, content: str, criteria: Sequence[str] | str, truncate: bool) -> _Prepared:
+        """Check the inputs, tokenize them, and fit the prompt into the backbone's context (or refuse)."""
         _check_text(content, "content")
         if isinstance(criteria, str):
             criteria = [criteria]
@@ -96,28 +181,52 @@ class Classifier:
             raise InputError("criteria must be a non-empty list of strings")
         for i, c in enumerate(criteria):
             _check_text(c, f"criteria[{i}]")
-        if use_cache is None:
-            use_cache = self.template.cacheable
-        if use_cache and not self.template.cacheable:
-            raise InputError("this bundle's template is criterion-first: its prompts cannot reuse a content cache")
-        heads_tails = self.tokenizer.prompt_ids_many(self.template, content, criteria)
+        t, tok = self.template, self.tokenizer
         limit = self.manifest.backbone.max_positions
-        longest = max(len(h) + len(t) for h, t in heads_tails)
-        if longest > limit:
-            raise InputError(f"prompt is {longest} tokens; the backbone takes at most {limit}")
-        with self._lock:
-            if use_cache:
-                return self._features_cached(heads_tails[0][0], [t for _, t in heads_tails])
-            return self._features_full([h + t for h, t in heads_tails])
+        criterion_ids = tok.criterion_ids_many(t, criteria)
+        widest = max(range(len(criterion_ids)), key=lambda i: len(criterion_ids[i]))
+        longest = len(criterion_ids[widest])
+        if longest >= limit:
+            raise InputError(
+                f"criteria[{widest}] alone makes a {longest}-token prompt segment; the backbone takes at most "
+                f"{limit} tokens in all; shorten the criterion"
+            )
+        content_ids = tok.content_ids(t, content)
+        budget = limit - longest  # the content must leave room for the longest criterion of the call
+        truncated = False
+        if len(content_ids) > budget:
+            if not truncate:
+                raise InputError(
+                    f"prompt is {len(content_ids) + longest} tokens (content segment {len(content_ids)}, longest "
+                    f"criterion segment {longest}); the backbone takes at most {limit}; shorten the content or "
+                    "pass truncate=True (CLI: --truncate) to keep its beginning"
+                )
+            cut = tok.truncate_content(t, content, budget)
+            if cut is None:
+                raise InputError(
+                    f"the longest criterion segment takes {longest} of the backbone's {limit} tokens, leaving no "
+                    "room for any content; shorten the criterion"
+                )
+            content, content_ids = cut
+            truncated = True
+        return _Prepared(content, content_ids, criterion_ids, truncated, len(content_ids) + longest)
 
-    def _features_cached(self, head_ids: list[int], tails: list[list[int]]) -> np.ndarray:
+    def _iter_features(self, p: _Prepared, use_cache: bool) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (first row, seed-token features of a chunk of criteria); memory is bounded by ``chunk_size``."""
+        if use_cache:
+            yield from self._features_cached(p.content_ids, p.criterion_ids)
+        elif self.template.cacheable:
+            yield from self._features_full(p.n, lambda i: p.content_ids + p.criterion_ids[i])
+        else:
+            yield from self._features_full(p.n, lambda i: p.criterion_ids[i] + p.content_ids)
+
+    def _features_cached(self, head_ids: list[int], tails: list[list[int]]) -> Iterator[tuple[int, np.ndarray]]:
         g = self.graph
         n_head = len(head_ids)
         ids = np.asarray([head_ids], dtype=np.int64)
         _, presents = g.run(
             ids, np.ones_like(ids), np.arange(n_head, dtype=np.int64)[None], g.empty_past(1), present_slot="prefill"
         )
-        out = np.empty((len(tails), g.hidden_size), dtype=np.float32)
         for start in range(0, len(tails), self.chunk_size):
             chunk = tails[start : start + self.chunk_size]
             ids, mask, lengths = self._right_pad(chunk)
@@ -125,21 +234,24 @@ class Classifier:
             full_mask = np.concatenate([np.ones((b, n_head), dtype=np.int64), mask], axis=1)
             positions = np.broadcast_to(np.arange(n_head, n_head + s, dtype=np.int64), (b, s))
             past = g.expand_past(presents, b)
-            hidden, _ = g.run(ids, full_mask, positions, past)
-            out[start : start + b] = hidden[np.arange(b), lengths - 1]
-        return out
+            hidden, scratch = g.run(ids, full_mask, positions, past)
+            seeds = hidden[np.arange(b), lengths - 1]  # a copy
+            # Hold no view of the reused buffers between chunks: when a wider chunk makes one grow, the old one is
+            # freed at once instead of living on beside the new one.
+            del past, hidden, scratch
+            yield start, seeds
 
-    def _features_full(self, prompts: list[list[int]]) -> np.ndarray:
+    def _features_full(self, n: int, prompt: Callable[[int], list[int]]) -> Iterator[tuple[int, np.ndarray]]:
         g = self.graph
-        out = np.empty((len(prompts), g.hidden_size), dtype=np.float32)
-        for start in range(0, len(prompts), self.chunk_size):
-            chunk = prompts[start : start + self.chunk_size]
+        for start in range(0, n, self.chunk_size):
+            chunk = [prompt(i) for i in range(start, min(n, start + self.chunk_size))]
             ids, mask, lengths = self._right_pad(chunk)
             b, s = ids.shape
             positions = np.broadcast_to(np.arange(s, dtype=np.int64), (b, s))
-            hidden, _ = g.run(ids, mask, positions, g.empty_past(b))
-            out[start : start + b] = hidden[np.arange(b), lengths - 1]
-        return out
+            hidden, scratch = g.run(ids, mask, positions, g.empty_past(b))
+            seeds = hidden[np.arange(b), lengths - 1]  # a copy
+            del hidden, scratch  # as above
+            yield start, seeds
 
     def _right_pad(self, seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lengths = np.asarray([len(s) for s in seqs], dtype=np.int64)

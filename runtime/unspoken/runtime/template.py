@@ -51,7 +51,21 @@ class PromptTemplate:
     def segments(self, content: str, criterion: str) -> tuple[str, str]:
         """The two texts that are tokenized separately."""
         first, second = (content, criterion) if self.cacheable else (criterion, content)
-        return self.prefix + first, self.middle + second + self.suffix + self.seed_cue
+        return self._first(first), self._second(second)
+
+    def content_segment(self, content: str) -> str:
+        """The one of the two segments that holds the content."""
+        return self._first(content) if self.cacheable else self._second(content)
+
+    def criterion_segment(self, criterion: str) -> str:
+        """The one of the two segments that holds the criterion."""
+        return self._second(criterion) if self.cacheable else self._first(criterion)
+
+    def _first(self, text: str) -> str:
+        return self.prefix + text
+
+    def _second(self, text: str) -> str:
+        return self.middle + text + self.suffix + self.seed_cue
 
     def render(self, content: str, criterion: str) -> str:
         """The whole prompt as one string (for reading and for the LoRA data, not for tokenizing)."""
@@ -98,8 +112,14 @@ class PromptTokenizer:
         """Ids of one text segment, without special tokens."""
         return self._tok.encode(text, add_special_tokens=False).ids
 
-    def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
-        return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+    def encode_many(self, texts: Sequence[str], batch: int = 256) -> list[list[int]]:
+        """Ids of many segments; encoded ``batch`` at a time, so the tokenizer's per-text records (tokens, offsets,
+        masks) never exist for thousands of texts at once."""
+        out: list[list[int]] = []
+        for start in range(0, len(texts), batch):
+            encoded = self._tok.encode_batch(list(texts[start : start + batch]), add_special_tokens=False)
+            out.extend(e.ids for e in encoded)
+        return out
 
     def prompt_ids(self, template: PromptTemplate, content: str, criterion: str) -> tuple[list[int], list[int]]:
         """(first segment ids with any BOS prepended, second segment ids)."""
@@ -110,10 +130,43 @@ class PromptTokenizer:
     def prompt_ids_many(
         self, template: PromptTemplate, content: str, criteria: Sequence[str]
     ) -> list[tuple[list[int], list[int]]]:
-        """``prompt_ids`` for one content and many criteria, tokenizing the shared segment once."""
-        pairs = [template.segments(content, c) for c in criteria]
-        if template.cacheable:  # the first segment is the content's, the same for every criterion
-            shared = self.prepend_ids + self.encode(pairs[0][0])
-            return [(shared, tail) for tail in self.encode_many([b for _, b in pairs])]
-        tail = self.encode(pairs[0][1])  # criterion-first: the second segment holds the content
-        return [(self.prepend_ids + head, tail) for head in self.encode_many([a for a, _ in pairs])]
+        """``prompt_ids`` for one content and many criteria, tokenizing the shared segment once.
+
+        The content's segment is one list shared by every pair (never copied per criterion)."""
+        content_ids = self.content_ids(template, content)
+        criterion_ids = self.criterion_ids_many(template, criteria)
+        if template.cacheable:
+            return [(content_ids, ids) for ids in criterion_ids]
+        return [(ids, content_ids) for ids in criterion_ids]
+
+    def content_ids(self, template: PromptTemplate, content: str) -> list[int]:
+        """Ids of the content's segment (with any BOS when it is the first segment)."""
+        ids = self.encode(template.content_segment(content))
+        return self.prepend_ids + ids if template.cacheable else ids
+
+    def criterion_ids_many(self, template: PromptTemplate, criteria: Sequence[str]) -> list[list[int]]:
+        """Ids of each criterion's segment (with any BOS when it is the first segment)."""
+        encoded = self.encode_many([template.criterion_segment(c) for c in criteria])  # segment texts are short
+        return encoded if template.cacheable else [self.prepend_ids + ids for ids in encoded]
+
+    def truncate_content(self, template: PromptTemplate, content: str, budget: int) -> tuple[str, list[int]] | None:
+        """The longest beginning of ``content``, cut where one of its own tokens ends, whose segment takes at most
+        ``budget`` tokens: (the cut text, its segment ids as ``content_ids`` gives them). None when not even one
+        token of non-blank content fits.
+
+        The cut is made on the text and the segment is tokenized again, so the ids are exactly those of the cut
+        text passed in whole (scores of a truncated call equal scores of the pre-cut content).
+        """
+        offsets = self._tok.encode(content, add_special_tokens=False).offsets
+        cuts = sorted({end for _, end in offsets if 0 < end < len(content) and content[:end].strip()})
+        best: tuple[str, list[int]] | None = None
+        lo, hi = -1, len(cuts)  # cuts[lo] fits (lo = -1: nothing yet); cuts[hi] does not (hi = len: unknown)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            text = content[: cuts[mid]]
+            ids = self.content_ids(template, text)
+            if len(ids) <= budget:
+                lo, best = mid, (text, ids)
+            else:
+                hi = mid
+        return best

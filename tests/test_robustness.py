@@ -141,3 +141,34 @@ def test_bad_classifier_options_are_input_errors(tiny_bundles, kwargs, message):
     with pytest.raises(InputError, match=message):
         Classifier(tiny_bundles[BUNDLE], **kwargs)
 
+
+# -- determinism across processes ------------------------------------------------------------------------------------
+DETERMINISM_SCRIPT = """
+import json, sys
+from unspoken.runtime import Classifier
+clf = Classifier(sys.argv[1], threads=2, chunk_size=3)
+scores = clf.score("I used to hate it, now I love it. 🎉", ["likes it", "about cars", "x", "Ünïcödé", "tab\\tthere"])
+feats = clf.features("I used to hate it, now I love it. 🎉", ["likes it", "about cars"])
+print(json.dumps({"scores": [s.hex() for s in scores], "features": feats.tobytes().hex()}))
+"""
+
+
+def test_scores_are_bit_identical_across_processes(tiny_bundles):
+    import json
+    import subprocess
+    import sys
+
+    from unspoken.runtime import Classifier
+
+    bundle = str(tiny_bundles[BUNDLE])
+    runs = []
+    for _ in range(2):
+        res = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT, bundle], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    assert runs[0] == runs[1]
+    here = Classifier(bundle, threads=2, chunk_size=3)
+    content = "I used to hate it, now I love it. 🎉"
+    scores = here.score(content, ["likes it", "about cars", "x", "Ünïcödé", "tab\tthere"])
+    assert [s.hex() for s in scores] == runs[0]["scores"]
+    assert here.features(content, ["likes it", "about cars"]).tobytes().hex() == runs[0]["features"]

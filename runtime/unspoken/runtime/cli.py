@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +19,9 @@ EXIT_USER_ERROR = 2
 def _add_runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", type=Path, help="bundle folder (default: the default bundle, built on first use)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: CPUs available to this process)")
+    p.add_argument("--truncate", action="store_true",
+                   help="cut content too long for the backbone to the beginning that fits (reported as "
+                        '"truncated": true) instead of refusing it')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,12 +85,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _read_text(arg: str) -> str:
     if arg != "-":
-        return arg
+        return _argument(arg, "the text argument")
     data = sys.stdin.buffer.read()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a leading byte-order mark is dropped, not scored
     except UnicodeDecodeError as e:
         raise InputError(f"standard input is not valid UTF-8 (byte {e.start})") from None
+
+
+def _argument(value: str, what: str) -> str:
+    """Refuse a command-line argument that was not UTF-8 (Python hands such bytes over as lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            os.fsencode(value).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{what} is not valid UTF-8 (byte {e.start})") from None
+        except UnicodeEncodeError:
+            pass  # not from undecodable bytes: the classifier names the lone surrogate
+    return value
 
 
 def _classifier(args):
@@ -97,9 +115,10 @@ def _classifier(args):
 
 def cmd_classify(args) -> int:
     text = _read_text(args.text)
-    probs = _classifier(args).score(text, args.criterion)
-    results = [{"criterion": c, "probability": round(p, 6)} for c, p in zip(args.criterion, probs)]
-    print(json.dumps({"results": results}, ensure_ascii=False, indent=2))
+    criteria = [_argument(c, f"criterion {i + 1} (-c)") for i, c in enumerate(args.criterion)]
+    scored = _classifier(args).score_detailed(text, criteria, truncate=args.truncate)
+    results = [{"criterion": c, "probability": round(p, 6)} for c, p in zip(criteria, scored.probabilities)]
+    print(json.dumps({"results": results, "truncated": scored.truncated}, ensure_ascii=False, indent=2))
     return 0
 
 
@@ -114,16 +133,27 @@ def cmd_score(args) -> int:
             raise InputError(f"{args.input}:{n}: give exactly one of 'criterion' or 'criteria'")
         rows.append((n, row))
     clf = _classifier(args)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    with args.output.open("w", encoding="utf-8") as out:
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        out = args.output.open("w", encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot write {args.output}: {e.strerror or e}") from None
+    with out:
         for n, row in tqdm(rows, desc="score", unit="row", file=sys.stderr):
+            single = "criterion" in row
+            if single and not isinstance(row["criterion"], str):
+                got = type(row["criterion"]).__name__
+                raise InputError(f"{args.input}:{n}: 'criterion' must be a string, got {got} (use 'criteria' for a list)")
             try:
-                if "criterion" in row:
-                    result = {"id": row["id"], "probability": clf.score(row["content"], [row["criterion"]])[0]}
-                else:
-                    result = {"id": row["id"], "probabilities": clf.score(row["content"], row["criteria"])}
+                scored = clf.score_detailed(row["content"], [row["criterion"]] if single else row["criteria"],
+                                            truncate=args.truncate)
             except InputError as e:
                 raise InputError(f"{args.input}:{n}: {e}") from None
+            if single:
+                result = {"id": row["id"], "probability": scored.probabilities[0]}
+            else:
+                result = {"id": row["id"], "probabilities": scored.probabilities}
+            result["truncated"] = scored.truncated
             out.write(json.dumps(result, ensure_ascii=False) + "\n")
     return 0
 

@@ -203,8 +203,10 @@ def load_manifest(bundle_dir: str | Path, *, verify_files: bool = True) -> tuple
     """Read, validate and (by default) hash-check a bundle. Returns the manifest and a dict of check timings."""
     bundle_dir = Path(bundle_dir)
     path = bundle_dir / MANIFEST_NAME
-    if not bundle_dir.is_dir():
+    if not bundle_dir.exists():
         raise BundleError(f"bundle folder {bundle_dir} does not exist")
+    if not bundle_dir.is_dir():
+        raise BundleError(f"{bundle_dir} is not a bundle folder: it is a file")
     if not path.is_file():
         raise BundleError(f"{bundle_dir} is not a bundle: it has no {MANIFEST_NAME}")
     try:

@@ -110,6 +110,13 @@ def test_truncated_scores_equal_the_pre_cut_content(tiny_bundles, order, use_cac
         c.score(LONG[: got.kept_chars + 40], criteria)
 
 
+@pytest.mark.parametrize("content", [LONG[:8000], LONG * 100], ids=["read-whole", "read-through-a-window"])
+def test_truncation_of_moderate_and_huge_content(clf, content):
+    got = clf.score_detailed(content, ["likes it"], truncate=True)
+    assert got.truncated and 2048 - 8 <= got.prompt_tokens <= 2048
+    assert got.probabilities == clf.score(content[: got.kept_chars], ["likes it"])
+
+
 def test_truncation_leaves_room_for_the_longest_criterion(clf):
     short = clf.score_detailed(LONG, ["x"], truncate=True)
     both = clf.score_detailed(LONG, ["x", "a much longer criterion " * 20], truncate=True)

@@ -191,24 +191,24 @@ class Classifier:
                 f"criteria[{widest}] alone makes a {longest}-token prompt segment; the backbone takes at most "
                 f"{limit} tokens in all; shorten the criterion"
             )
-        content_ids = tok.content_ids(t, content)
         budget = limit - longest  # the content must leave room for the longest criterion of the call
-        truncated = False
-        if len(content_ids) > budget:
-            if not truncate:
+        if truncate:
+            fitted = tok.fit_content(t, content, budget)
+            if fitted is None:
+                raise InputError(
+                    f"the longest criterion segment takes {longest} of the backbone's {limit} tokens, leaving no "
+                    "room for any content; shorten the criterion"
+                )
+            content, content_ids, truncated = fitted
+        else:
+            content_ids = tok.content_ids(t, content)
+            truncated = False
+            if len(content_ids) > budget:
                 raise InputError(
                     f"prompt is {len(content_ids) + longest} tokens (content segment {len(content_ids)}, longest "
                     f"criterion segment {longest}); the backbone takes at most {limit}; shorten the content or "
                     "pass truncate=True (CLI: --truncate) to keep its beginning"
                 )
-            cut = tok.truncate_content(t, content, budget)
-            if cut is None:
-                raise InputError(
-                    f"the longest criterion segment takes {longest} of the backbone's {limit} tokens, leaving no "
-                    "room for any content; shorten the criterion"
-                )
-            content, content_ids = cut
-            truncated = True
         return _Prepared(content, content_ids, criterion_ids, truncated, len(content_ids) + longest)
 
     def _iter_features(self, p: _Prepared, use_cache: bool) -> Iterator[tuple[int, np.ndarray]]:

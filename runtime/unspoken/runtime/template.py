@@ -149,24 +149,45 @@ class PromptTokenizer:
         encoded = self.encode_many([template.criterion_segment(c) for c in criteria])  # segment texts are short
         return encoded if template.cacheable else [self.prepend_ids + ids for ids in encoded]
 
-    def truncate_content(self, template: PromptTemplate, content: str, budget: int) -> tuple[str, list[int]] | None:
-        """The longest beginning of ``content``, cut where one of its own tokens ends, whose segment takes at most
-        ``budget`` tokens: (the cut text, its segment ids as ``content_ids`` gives them). None when not even one
-        token of non-blank content fits.
+    def fit_content(self, template: PromptTemplate, content: str, budget: int) -> tuple[str, list[int], bool] | None:
+        """Fit ``content`` into a segment of at most ``budget`` tokens: (text, its segment ids as ``content_ids``
+        gives them, whether it was cut). A cut keeps the longest beginning that fits, ending where a token of the
+        content ends; None when not even one token of non-blank content fits.
 
         The cut is made on the text and the segment is tokenized again, so the ids are exactly those of the cut
-        text passed in whole (scores of a truncated call equal scores of the pre-cut content).
+        text passed in whole (a truncated call scores like the pre-cut content). Long content is read through a
+        window that doubles until it holds more than ``budget`` tokens, so a huge text costs about a context's
+        worth of tokenizing, not its whole length.
         """
-        offsets = self._tok.encode(content, add_special_tokens=False).offsets
-        cuts = sorted({end for _, end in offsets if 0 < end < len(content) and content[:end].strip()})
-        best: tuple[str, list[int]] | None = None
-        lo, hi = -1, len(cuts)  # cuts[lo] fits (lo = -1: nothing yet); cuts[hi] does not (hi = len: unknown)
+        size = min(len(content), 4 * (budget + 64))
+        while size < len(content):
+            window = self._tok.encode(content[:size], add_special_tokens=False)
+            if len(window.ids) > budget + 16:  # the whole content cannot fit: cut inside this window
+                return self._cut(template, content, window.offsets, size, budget)
+            size = min(len(content), 2 * size)
+        ids = self.content_ids(template, content)
+        if len(ids) <= budget:
+            return content, ids, False
+        return self._cut(template, content, self._tok.encode(content, add_special_tokens=False).offsets,
+                         len(content), budget)
+
+    def _cut(
+        self, template: PromptTemplate, content: str, offsets: Sequence[tuple[int, int]], size: int, budget: int
+    ) -> tuple[str, list[int], bool] | None:
+        """Binary search over the token ends in ``content[:size]`` for the longest cut whose segment fits."""
+        first_text = len(content) - len(content.lstrip())  # a cut must keep some non-blank text
+        cuts = sorted({end for _, end in offsets if first_text < end < size})
+        best: tuple[str, list[int], bool] | None = None
+        # cuts[lo] fits (lo = -1: nothing yet); cuts[hi] is taken not to. A segment holds at least about as many
+        # tokens as the content in it, so cuts past ``budget`` (plus slack for merges with the template text) need
+        # no tokenizing: each try tokenizes at most a context's worth of text.
+        lo, hi = -1, min(len(cuts), budget + 16)
         while hi - lo > 1:
             mid = (lo + hi) // 2
             text = content[: cuts[mid]]
             ids = self.content_ids(template, text)
             if len(ids) <= budget:
-                lo, best = mid, (text, ids)
+                lo, best = mid, (text, ids, True)
             else:
                 hi = mid
         return best

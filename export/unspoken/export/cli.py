@@ -56,3 +56,47 @@ def cmd_train_lora(args) -> int:
     print(f"{summary['steps']} steps, {summary['seconds_per_step']} s/step, final train loss "
           f"{summary['final_train_loss']}, validation loss {summary['validation_loss']}; wrote {args.out}")
     return 0
+
+
+def cmd_eval(args) -> int:
+    from pathlib import Path
+
+    from unspoken.runtime.default_bundle import ensure_default_bundle
+    from unspoken.runtime.errors import InputError
+    from unspoken.runtime.paths import shipped_heads_dir
+
+    from .evaluate import OWN_TEST_SET, EvalSet, default_suite, load_suite, own_split, render_table, run_eval, \
+        write_outputs
+
+    files: list[Path] = []
+    for item in args.suite or default_suite():
+        files += sorted(item.glob("*.jsonl")) if item.is_dir() else [item]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise InputError(f"suite file(s) not found: {', '.join(missing)}")
+    triples = args.triples or shipped_heads_dir() / "data" / "triples.jsonl"
+    sets = load_suite(files, args.per_set or None, args.seed)
+    if not args.no_own_test:
+        sets.append(EvalSet(OWN_TEST_SET, own_split(triples, "test")))
+    if not sets:
+        raise InputError("nothing to evaluate: no suite files found (give --suite) and --no-own-test was set")
+    bundles = {}
+    for spec in args.bundle:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise InputError(f"--bundle expects NAME=DIR, got {spec!r}")
+        bundles[name] = Path(path)
+    if not bundles:
+        bundles["default"] = ensure_default_bundle()
+    baselines = [] if args.baselines.strip() == "none" else [b.strip() for b in args.baselines.split(",") if b.strip()]
+    unknown = sorted(set(baselines) - {"p_yes", "embedding", "judge"})
+    if unknown:
+        raise InputError(f"unknown baseline(s) {', '.join(unknown)}; available: p_yes, embedding, judge, none")
+    result = run_eval(sets, bundles, baselines=baselines, backbone=args.backbone, triples=triples)
+    result["config"] = {"suite": [str(f) for f in files], "per_set": args.per_set, "seed": args.seed,
+                        "bundles": {k: str(v) for k, v in bundles.items()}, "baselines": baselines,
+                        "backbone": args.backbone}
+    write_outputs(result, args.out)
+    print(render_table(result))
+    print(f"wrote {args.out}/results.json, table.md, reliability.png, per_set.png")
+    return 0

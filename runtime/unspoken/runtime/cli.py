@@ -72,6 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
 
+    p = sub.add_parser("eval", help="quality benchmark: bundles vs baselines on JSONL suites (needs the export extra)")
+    p.add_argument("--suite", type=Path, nargs="+", help="JSONL files or folders (default: ../shared/eval/*.jsonl)")
+    p.add_argument("--per-set", type=int, default=100, help="label-balanced rows drawn per set (0 = all)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--bundle", action="append", default=[], metavar="NAME=DIR",
+                   help="a bundle to evaluate (repeat; default: the default bundle)")
+    p.add_argument("--baselines", default="p_yes,embedding,judge",
+                   help="comma list of p_yes, embedding, judge, or 'none'")
+    p.add_argument("--backbone", default="smollm2-135m", help="backbone of the P(yes) and judge baselines")
+    p.add_argument("--triples", type=Path, help="our triples (validation split calibrates the baselines; "
+                   "test split is reported); default: the shipped heads/data/triples.jsonl")
+    p.add_argument("--no-own-test", action="store_true", help="do not add our test split as a set")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/quality"), help="output folder")
+
     p = sub.add_parser("data", help="training-triples tools")
     data = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     d = data.add_parser("check", help="validate a triples JSONL: schema, balance, pairs, splits, uniqueness")
@@ -147,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train-head": lambda a: _export_cli().cmd_train_head(a),
         "train-lora": lambda a: _export_cli().cmd_train_lora(a),
         "data": lambda a: _export_cli().cmd_data_check(a),
+        "eval": lambda a: _export_cli().cmd_eval(a),
     }
     try:
         return handlers[args.command](args)

@@ -100,3 +100,20 @@ def cmd_eval(args) -> int:
     print(render_table(result))
     print(f"wrote {args.out}/results.json, table.md, reliability.png, per_set.png")
     return 0
+
+
+def cmd_sweep_head(args) -> int:
+    from unspoken.runtime.template import default_template
+
+    from .sweep import render_sweep, sweep_heads
+
+    template = default_template(args.order, args.seed_cue)
+    results = sweep_heads(args.backbone, args.triples, args.layers, template=template, lora=args.lora)
+    table = render_sweep(results, f"{args.backbone}{' + LoRA' if args.lora else ''}, {args.order}, "
+                                  f"seed cue {args.seed_cue!r}")
+    print(table)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".md").write_text(table, encoding="utf-8")
+        args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    return 0

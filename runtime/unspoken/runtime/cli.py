@@ -72,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
 
+    p = sub.add_parser("sweep-head", help="compare layers x head kinds on our validation split (export extra)")
+    p.add_argument("--backbone", default="smollm2-135m")
+    p.add_argument("--triples", required=True, type=Path)
+    p.add_argument("--layers", type=int, nargs="+", required=True, help="extraction layers to compare")
+    p.add_argument("--order", choices=["content-first", "criterion-first"], default="content-first")
+    p.add_argument("--seed-cue", default="Assessment:")
+    p.add_argument("--lora", type=Path, help="LoRA adapter folder to merge first")
+    p.add_argument("--out", type=Path, help="also write the table (markdown) and rows (JSON) here")
+
     p = sub.add_parser("eval", help="quality benchmark: bundles vs baselines on JSONL suites (needs the export extra)")
     p.add_argument("--suite", type=Path, nargs="+", help="JSONL files or folders (default: ../shared/eval/*.jsonl)")
     p.add_argument("--per-set", type=int, default=100, help="label-balanced rows drawn per set (0 = all)")
@@ -162,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train-lora": lambda a: _export_cli().cmd_train_lora(a),
         "data": lambda a: _export_cli().cmd_data_check(a),
         "eval": lambda a: _export_cli().cmd_eval(a),
+        "sweep-head": lambda a: _export_cli().cmd_sweep_head(a),
     }
     try:
         return handlers[args.command](args)

@@ -24,6 +24,7 @@ from .train_head import read_head_card
 GRAPH_FILE = "backbone.onnx"
 HEAD_FILE = "head.onnx"
 TOKENIZER_FILE = "tokenizer.json"
+SHIPPED_LORA = "lora"  # a head's adapter folder, merged into the backbone before truncation
 PARITY_CONTENT = "I used to hate this product, but honestly now I love it. Shipping took 3 days; support was kind."
 PARITY_CRITERION = "The writer currently likes the product."
 
@@ -58,7 +59,8 @@ def export_bundle(
     """Export ``backbone`` (optionally LoRA-merged) truncated at the head's layer, with the head, into ``out_dir``.
 
     The layer and template come from the head, which is bound to them; the export validates the graph against
-    torch before writing the manifest, and reads the finished bundle back through the runtime's loader.
+    torch before writing the manifest, and reads the finished bundle back through the runtime's loader. A head
+    trained on a LoRA-merged backbone ships its adapter in ``<head>/lora/``, which is merged when ``lora`` is None.
     """
     from tqdm.auto import tqdm
 
@@ -68,6 +70,8 @@ def export_bundle(
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise InputError(f"output folder {out_dir} is not empty; pass overwrite=True (--overwrite) to replace it")
     card = read_head_card(head_dir)
+    if lora is None and (Path(head_dir) / SHIPPED_LORA / "adapter_config.json").is_file():
+        lora = Path(head_dir) / SHIPPED_LORA
     template = PromptTemplate.from_dict(card["template"])
     layer = int(card["binding"]["extraction_layer"])
     steps = tqdm(total=5, desc="export", unit="step", disable=not progress)

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import InputError, MissingExtraError, UnspokenError
-from .jsonl import iter_jsonl
 
 EXIT_USER_ERROR = 2
 
@@ -31,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="score a JSONL file of {id, content, criterion|criteria} rows")
     p.add_argument("--input", required=True, type=Path)
-    p.add_argument("--output", required=True, type=Path)
+    p.add_argument("--output", required=True, type=Path, help="results, written and flushed row by row")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows an interrupted run already wrote to --output and score only the rest")
     _add_runtime_options(p)
 
     p = sub.add_parser("export", help="export a backbone + head into a bundle (needs the export extra)")
@@ -104,27 +105,11 @@ def cmd_classify(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from tqdm.auto import tqdm
+    from .batch import score_jsonl
 
-    rows = []
-    for n, row in iter_jsonl(args.input):
-        if "id" not in row or "content" not in row:
-            raise InputError(f"{args.input}:{n}: each row needs 'id' and 'content'")
-        if ("criterion" in row) == ("criteria" in row):
-            raise InputError(f"{args.input}:{n}: give exactly one of 'criterion' or 'criteria'")
-        rows.append((n, row))
-    clf = _classifier(args)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    with args.output.open("w", encoding="utf-8") as out:
-        for n, row in tqdm(rows, desc="score", unit="row", file=sys.stderr):
-            try:
-                if "criterion" in row:
-                    result = {"id": row["id"], "probability": clf.score(row["content"], [row["criterion"]])[0]}
-                else:
-                    result = {"id": row["id"], "probabilities": clf.score(row["content"], row["criteria"])}
-            except InputError as e:
-                raise InputError(f"{args.input}:{n}: {e}") from None
-            out.write(json.dumps(result, ensure_ascii=False) + "\n")
+    stats = score_jsonl(lambda: _classifier(args), args.input, args.output, resume=args.resume)
+    kept = f" ({stats.kept} kept from an earlier run)" if stats.kept else ""
+    print(f"unspoken: {stats.total} rows in {args.output}{kept}", file=sys.stderr)
     return 0
 
 

@@ -21,13 +21,15 @@ Prompt = tuple[list[int], list[int]]  # (first segment ids, second segment ids) 
 
 def _check_text(value: object, what: str) -> str:
     if not isinstance(value, str):
-        raise InputError(f"{what} must be a string, got {type(value).__name__}")
+        raise InputError(f"{what} must be a string, got {type(value).__name__}", field=what)
     if not value.strip():
-        raise InputError(f"{what} is empty")
+        raise InputError(f"{what} is empty", field=what)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as e:  # lone surrogates (e.g. from JSON "\ud800") cannot be tokenized
-        raise InputError(f"{what} holds a lone surrogate at index {e.start}; it is not valid Unicode text") from None
+        raise InputError(
+            f"{what} holds a lone surrogate at index {e.start}; it is not valid Unicode text", field=what
+        ) from None
     return value
 
 
@@ -99,7 +101,8 @@ class Classifier:
                     raise InputError("each item must be a (content, criteria) pair")
                 prepared.append(self.prepare(item[0], item[1]))
             except InputError as e:
-                raise InputError(f"items[{i}]: {e}") from None
+                field = f"items[{i}]" + (f".{e.field}" if e.field else "")
+                raise InputError(f"items[{i}]: {e}", field=field) from None
         return self.score_prepared(prepared)
 
     def prepare(self, content: str, criteria: Sequence[str] | str) -> list[Prompt]:
@@ -113,14 +116,14 @@ class Classifier:
         if isinstance(criteria, str):
             criteria = [criteria]
         if not isinstance(criteria, Sequence) or len(criteria) == 0:
-            raise InputError("criteria must be a non-empty list of strings")
+            raise InputError("criteria must be a non-empty list of strings", field="criteria")
         for i, c in enumerate(criteria):
             _check_text(c, f"criteria[{i}]")
         heads_tails = self.tokenizer.prompt_ids_many(self.template, content, criteria)
         limit = self.manifest.backbone.max_positions
         longest = max(len(h) + len(t) for h, t in heads_tails)
         if longest > limit:
-            raise InputError(f"prompt is {longest} tokens; the backbone takes at most {limit}")
+            raise InputError(f"prompt is {longest} tokens; the backbone takes at most {limit}", field="content")
         return heads_tails
 
     def score_prepared(self, prepared: Sequence[list[Prompt]]) -> list[list[float]]:

@@ -1,4 +1,4 @@
-"""The ``unspoken`` command. Runtime subcommands (classify, score) never import torch; export subcommands
+"""The ``unspoken`` command. Runtime subcommands (classify, score, serve) never import torch; export subcommands
 (export, train-head, data) are imported lazily and say which extra to install when it is missing."""
 
 from __future__ import annotations
@@ -34,6 +34,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="keep the rows an interrupted run already wrote to --output and score only the rest")
     _add_runtime_options(p)
+
+    p = sub.add_parser("serve", help="HTTP service with micro-batching and metrics (needs the serve extra)")
+    _add_runtime_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--max-batch", type=int, default=16, help="items scored together at most (1: no batching)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="how long the oldest queued item waits for others to join its batch (default 5)")
+    p.add_argument("--max-queue", type=int, default=256, help="items waiting at most; beyond it requests get 429")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413 (default 1 MiB)")
+    p.add_argument("--shutdown-timeout", type=float, default=30.0,
+                   help="seconds in-flight requests may take to finish on SIGTERM (default 30)")
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument("--openapi", type=Path, metavar="FILE", help="write the OpenAPI schema to FILE and exit")
 
     p = sub.add_parser("export", help="export a backbone + head into a bundle (needs the export extra)")
     p.add_argument("--backbone", default="smollm2-135m", help="smollm2-135m, gemma3-270m, an HF folder or a .gguf")
@@ -113,6 +127,26 @@ def cmd_score(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .serve.config import ServeConfig
+
+    config = ServeConfig(
+        bundle=args.bundle, threads=args.threads, host=args.host, port=args.port, max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_body_bytes=args.max_body_bytes,
+        shutdown_timeout_s=args.shutdown_timeout, access_log=args.access_log,
+    )
+    try:
+        from .serve import server
+    except ImportError as e:
+        raise MissingExtraError(
+            f"this command needs the serve extra ({e.name} is missing): pip install 'unspoken[serve]'"
+        ) from None
+    if args.openapi is not None:
+        print(f"unspoken: wrote {server.write_openapi(args.openapi)}", file=sys.stderr)
+        return 0
+    return server.run(config)
+
+
 def _export_cli():
     try:
         from unspoken.export import cli as export_cli
@@ -128,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "classify": cmd_classify,
         "score": cmd_score,
+        "serve": cmd_serve,
         "export": lambda a: _export_cli().cmd_export(a),
         "train-head": lambda a: _export_cli().cmd_train_head(a),
         "train-lora": lambda a: _export_cli().cmd_train_lora(a),

@@ -107,7 +107,8 @@ def test_bad_row_keeps_the_rows_before_it(tiny_bundles, tmp_path):
     with pytest.raises(InputError, match=r"in\.jsonl:2: content is empty"):
         score_jsonl(clf, src, out, progress=False)
     assert [r["id"] for r in read_output(out)] == [1]
-    src.write_text('{"id": 1, "content": "fine", "criterion": "ok"}\n{"id": 2, "content": "fixed", "criterion": "ok"}\n')
+    src.write_text('{"id": 1, "content": "fine", "criterion": "ok"}\n'
+                   '{"id": 2, "content": "fixed", "criterion": "ok"}\n')
     assert score_jsonl(clf, src, out, resume=True, progress=False).kept == 1
     assert [r["id"] for r in read_output(out)] == [1, 2]
 

@@ -33,6 +33,7 @@ log = logging.getLogger("unspoken.serve")
 
 ROUTES = {"/v1/score", "/v1/score/batch", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
 BODY_METHODS = {"POST", "PUT", "PATCH"}
+INLINE_TOKENIZE_CHARS = 32_768  # more text than this is tokenized in a worker thread, not on the event loop
 
 
 class NotReady(Exception):
@@ -113,6 +114,15 @@ class Service:
         except InputError as e:
             raise InputError(f"{where}{e}" if where else str(e), field=f"{where}{e.field or 'body'}") from None
         return prepared, bool(getattr(prepared, "truncated", False))
+
+    async def prepare_all(self, reqs: list[ScoreRequest], batch: bool) -> list[tuple[Any, bool]]:
+        """``prepare`` for each item; big texts are tokenized off the event loop so other requests keep flowing."""
+
+        def run() -> list[tuple[Any, bool]]:
+            return [self.prepare(r, f"items[{i}]." if batch else "") for i, r in enumerate(reqs)]
+
+        chars = sum(len(r.content) + sum(len(c) for c in r.criteria) for r in reqs)
+        return await asyncio.to_thread(run) if chars > INLINE_TOKENIZE_CHARS else run()
 
     async def score(self, prepared: list[Any]) -> tuple[list[list[float]], float, float]:
         """Probabilities per item, plus the longest queue wait and the scoring time (ms) among its batches."""
@@ -222,19 +232,30 @@ def _version() -> str:
         return "0"
 
 
-ERRORS = {413: "body too large", 415: "body not sent as application/json", 422: "invalid input (names the field)", 429: "queue full; retry after Retry-After",
+ERRORS = {413: "body too large", 415: "body not sent as application/json", 422: "invalid input (names the field)",
+          429: "queue full; retry after Retry-After",
           503: "bundle not loaded yet, or shutting down"}
 
 
-def create_app(config: ServeConfig | None = None, classifier_factory: Callable[[], Any] | None = None) -> FastAPI:
+def create_app(
+    config: ServeConfig | None = None,
+    classifier_factory: Callable[[], Any] | None = None,
+    *,
+    wait_for_load: bool = False,
+) -> FastAPI:
     """The service app. ``classifier_factory`` (default: ``Classifier(config.bundle, threads=config.threads)``)
-    runs in a background thread at startup."""
+    runs in a background thread at startup; with ``wait_for_load`` startup waits for it and fails if it fails
+    (for hosts such as Ray Serve that count a replica as ready once startup returns)."""
     config = config or ServeConfig()
     service = Service(config, classifier_factory)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        service.start_loading()
+        loader = service.start_loading()
+        if wait_for_load:
+            await asyncio.to_thread(loader.join)
+            if service.load_error is not None:
+                raise RuntimeError(f"unspoken: {service.load_error}")
         yield
         await asyncio.to_thread(service.close)  # in-flight requests are done; finish anything still queued
 
@@ -285,7 +306,7 @@ def create_app(config: ServeConfig | None = None, classifier_factory: Callable[[
     @app.post("/v1/score", response_model=ScoreResponse, responses=errors, summary="Score one content")
     async def score(req: ScoreRequest) -> JSONResponse:
         t0 = time.perf_counter()
-        prepared, truncated = service.prepare(req)
+        ((prepared, truncated),) = await service.prepare_all([req], batch=False)
         (probs,), queue, inference = await service.score([prepared])
         return JSONResponse({
             "probabilities": probs, "criteria": req.criteria, "bundle": service.bundle_hash, "truncated": truncated,
@@ -297,7 +318,7 @@ def create_app(config: ServeConfig | None = None, classifier_factory: Callable[[
         t0 = time.perf_counter()
         if len(req.items) > config.max_queue:
             raise InputError(f"items: at most {config.max_queue} items per request", field="items")
-        prepared = [service.prepare(item, f"items[{i}].") for i, item in enumerate(req.items)]
+        prepared = await service.prepare_all(req.items, batch=True)
         probs, queue, inference = await service.score([p for p, _ in prepared])
         results = [{"probabilities": p, "criteria": item.criteria, "truncated": t}
                    for p, item, (_, t) in zip(probs, req.items, prepared)]

@@ -3,7 +3,8 @@ together, up to ``max_batch`` at a time, waiting at most ``max_wait_s`` after th
 
 The queue never grows past ``max_queue`` items: ``submit`` raises QueueFull instead, and the service answers 429.
 A request's items are admitted all or none. Each item's ``Job`` carries a ``concurrent.futures.Future``
-(an asyncio handler awaits it with ``asyncio.wrap_future``) and its queue and scoring times. Pure Python: no web framework here.
+(an asyncio handler awaits it with ``asyncio.wrap_future``) and its queue and scoring times. Pure Python: no web
+framework here.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from ..errors import InputError
 class ServeConfig:
     """Everything ``unspoken serve`` can be told; the defaults suit one CPU replica."""
 
-    bundle: Path | None = None  # None: the default bundle (built on first use)
+    bundle: str | Path | None = None  # None: the default bundle (built on first use)
     threads: int | None = None  # ONNX Runtime intra-op threads
     host: str = "127.0.0.1"
     port: int = 8000

@@ -1,4 +1,4 @@
-"""The ``unspoken`` command. Runtime subcommands (classify, score) never import torch; export subcommands
+"""The ``unspoken`` command. Runtime subcommands (classify, score, serve) never import torch; export subcommands
 (export, train-head, data) are imported lazily and say which extra to install when it is missing."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import InputError, MissingExtraError, UnspokenError
-from .jsonl import iter_jsonl
 
 EXIT_USER_ERROR = 2
 
@@ -31,8 +30,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="score a JSONL file of {id, content, criterion|criteria} rows")
     p.add_argument("--input", required=True, type=Path)
-    p.add_argument("--output", required=True, type=Path)
+    p.add_argument("--output", required=True, type=Path, help="results, written and flushed row by row")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows an interrupted run already wrote to --output and score only the rest")
     _add_runtime_options(p)
+
+    p = sub.add_parser("serve", help="HTTP service with micro-batching and metrics (needs the serve extra)")
+    _add_runtime_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--max-batch", type=int, default=16, help="items scored together at most (1: no batching)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="how long the oldest queued item waits for others to join its batch (default 5)")
+    p.add_argument("--max-queue", type=int, default=256, help="items waiting at most; beyond it requests get 429")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413 (default 1 MiB)")
+    p.add_argument("--shutdown-timeout", type=float, default=30.0,
+                   help="seconds in-flight requests may take to finish on SIGTERM (default 30)")
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument("--openapi", type=Path, metavar="FILE", help="write the OpenAPI schema to FILE and exit")
 
     p = sub.add_parser("export", help="export a backbone + head into a bundle (needs the export extra)")
     p.add_argument("--backbone", default="smollm2-135m", help="smollm2-135m, gemma3-270m, an HF folder or a .gguf")
@@ -127,28 +142,32 @@ def cmd_classify(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from tqdm.auto import tqdm
+    from .batch import score_jsonl
 
-    rows = []
-    for n, row in iter_jsonl(args.input):
-        if "id" not in row or "content" not in row:
-            raise InputError(f"{args.input}:{n}: each row needs 'id' and 'content'")
-        if ("criterion" in row) == ("criteria" in row):
-            raise InputError(f"{args.input}:{n}: give exactly one of 'criterion' or 'criteria'")
-        rows.append((n, row))
-    clf = _classifier(args)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    with args.output.open("w", encoding="utf-8") as out:
-        for n, row in tqdm(rows, desc="score", unit="row", file=sys.stderr):
-            try:
-                if "criterion" in row:
-                    result = {"id": row["id"], "probability": clf.score(row["content"], [row["criterion"]])[0]}
-                else:
-                    result = {"id": row["id"], "probabilities": clf.score(row["content"], row["criteria"])}
-            except InputError as e:
-                raise InputError(f"{args.input}:{n}: {e}") from None
-            out.write(json.dumps(result, ensure_ascii=False) + "\n")
+    stats = score_jsonl(lambda: _classifier(args), args.input, args.output, resume=args.resume)
+    kept = f" ({stats.kept} kept from an earlier run)" if stats.kept else ""
+    print(f"unspoken: {stats.total} rows in {args.output}{kept}", file=sys.stderr)
     return 0
+
+
+def cmd_serve(args) -> int:
+    from .serve.config import ServeConfig
+
+    config = ServeConfig(
+        bundle=args.bundle, threads=args.threads, host=args.host, port=args.port, max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_body_bytes=args.max_body_bytes,
+        shutdown_timeout_s=args.shutdown_timeout, access_log=args.access_log,
+    )
+    try:
+        from .serve import server
+    except ImportError as e:
+        raise MissingExtraError(
+            f"this command needs the serve extra ({e.name} is missing): pip install 'unspoken[serve]'"
+        ) from None
+    if args.openapi is not None:
+        print(f"unspoken: wrote {server.write_openapi(args.openapi)}", file=sys.stderr)
+        return 0
+    return server.run(config)
 
 
 def _export_cli():
@@ -166,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "classify": cmd_classify,
         "score": cmd_score,
+        "serve": cmd_serve,
         "export": lambda a: _export_cli().cmd_export(a),
         "train-head": lambda a: _export_cli().cmd_train_head(a),
         "train-lora": lambda a: _export_cli().cmd_train_lora(a),

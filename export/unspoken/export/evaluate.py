@@ -109,8 +109,10 @@ def score_probe(bundle: Path, rows: Sequence[dict], progress: bool) -> np.ndarra
     from unspoken.runtime import Classifier
 
     clf = Classifier(bundle)
-    return np.array([clf.score(r["content"], [r["criterion"]])[0]
-                     for r in tqdm(rows, desc=f"probe {bundle.name}", disable=not progress, leave=False)])
+    out: list[float] = []
+    for start in tqdm(range(0, len(rows), 16), desc=f"probe {bundle.name}", disable=not progress, leave=False):
+        out += [p[0] for p in clf.score_many([(r["content"], [r["criterion"]]) for r in rows[start : start + 16]])]
+    return np.array(out)
 
 
 class PYesReadout:

@@ -222,3 +222,26 @@ def test_cli_refuses_int8_options_without_quantize_and_a_missing_triples_file(ca
                  "--quantize", "int8", "--triples", str(tmp_path / "nope.jsonl")]) == 2
     assert "nope.jsonl not found" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_cli_passes_int8_options_and_prints_the_figures(case, tmp_path, monkeypatch, capsys):
+    import importlib
+
+    from unspoken.runtime.cli import main
+
+    seen = {}
+
+    def fake_export(backbone, out, head, **kwargs):  # the export itself is covered above; this checks the plumbing
+        seen.update(kwargs)
+        return case.int8
+
+    monkeypatch.setattr(importlib.import_module("unspoken.export.bundle"), "export_bundle", fake_export)
+    assert main(["export", "--backbone", str(case.backbone), "--head", str(case.head), "--out", str(tmp_path / "o"),
+                 "--quantize", "int8", "--triples", str(case.triples), "--keep-fp32", "--max-auroc-drop", "0.05",
+                 "--force"]) == 0
+    assert seen["quantize"] == "int8" and seen["force"] is True and seen["triples"] == case.triples
+    assert seen["quantize_settings"].keep_fp32 == () and seen["quantize_settings"].max_auroc_drop == 0.05
+    out = capsys.readouterr().out
+    g = _manifest(case.int8)["quantization"]["quality"]
+    assert f"validation AUROC fp32 {g['validation_auroc_fp32']:.4f}" in out and "gate passed" in out
+    assert "3 MatMul(s) kept fp32 (patterns: down_proj)" in out and "feature cosine to fp32: mean 0.9" in out

@@ -8,12 +8,51 @@ from unspoken.runtime.default_bundle import default_head_dir
 
 
 def cmd_export(args) -> int:
-    from .bundle import export_bundle
+    from unspoken.runtime.errors import InputError
 
+    from .bundle import export_bundle
+    from .quantize import QuantizeSettings
+
+    int8_only = {"--triples": args.triples is not None, "--keep-fp32": args.keep_fp32 is not None,
+                 "--max-auroc-drop": args.max_auroc_drop is not None, "--force": args.force}
+    settings = None
+    if args.quantize:
+        given = {}
+        if args.keep_fp32 is not None:
+            given["keep_fp32"] = tuple(args.keep_fp32)
+        if args.max_auroc_drop is not None:
+            given["max_auroc_drop"] = args.max_auroc_drop
+        settings = QuantizeSettings(**given)
+    elif any(int8_only.values()):
+        raise InputError(f"{', '.join(k for k, v in int8_only.items() if v)}: only valid with --quantize int8")
     out = export_bundle(args.backbone, args.out, args.head or default_head_dir(), lora=args.lora,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, quantize=args.quantize, force=args.force, triples=args.triples,
+                        quantize_settings=settings)
+    if args.quantize:
+        print(int8_summary(json.loads((out / "manifest.json").read_text(encoding="utf-8"))["quantization"]))
     print(f"wrote bundle {out}")
     return 0
+
+
+def int8_summary(q: dict) -> str:
+    """A few lines on an int8 bundle: sizes, MatMuls kept in fp32, feature cosine, AUROC fp32 vs int8, the gate."""
+    mb = 1 / 1e6
+    kept = q.get("kept_fp32", [])
+    patterns = ", ".join(q.get("settings", {}).get("keep_fp32", [])) or "none"
+    cos = q["feature_cosine_to_fp32"]
+    g = q["quality"]
+    lines = [
+        f"int8 graph {q['int8_graph_bytes'] * mb:.1f} MB (fp32 {q['fp32_graph_bytes'] * mb:.1f} MB); "
+        f"{len(kept)} MatMul(s) kept fp32 (patterns: {patterns})",
+        f"feature cosine to fp32: mean {cos['mean']:.4f}, min {cos['min']:.4f} "
+        f"over {cos['rows']} {cos.get('split', 'held-out')} rows",
+        f"validation AUROC fp32 {g['validation_auroc_fp32']:.4f} ({g['fp32']['source']}), "
+        f"int8 {g['validation_auroc_int8']:.4f}: drop {g['validation_auroc_drop']:+.4f}, "
+        f"allowed {g['max_auroc_drop']:g} -> gate {g['gate']}",
+    ]
+    if g["fp32"].get("test") and g["int8"].get("test"):
+        lines.append(f"test AUROC fp32 {g['fp32']['test']['auroc']:.4f}, int8 {g['int8']['test']['auroc']:.4f}")
+    return "\n".join(lines)
 
 
 def cmd_train_head(args) -> int:

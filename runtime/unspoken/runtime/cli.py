@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora", type=Path, help="LoRA adapter folder to merge before truncation")
     p.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.add_argument("--quantize", choices=["int8"], help="ship an int8 graph with the head refit on int8 features")
+    p.add_argument("--triples", type=Path, help="int8: triples the head is refit on (default: the shipped ones)")
+    p.add_argument("--keep-fp32", nargs="*", metavar="PATTERN",
+                   help="int8: module-name parts whose MatMuls stay fp32 (default: down_proj; none: quantize all)")
+    p.add_argument("--max-auroc-drop", type=float,
+                   help="int8: refuse a bundle whose validation AUROC is more than this below fp32 (default 0.01)")
+    p.add_argument("--force", action="store_true", help="int8: write the bundle even if it fails the quality gate")
 
     p = sub.add_parser("train-head", help="fit and calibrate a head on triples (needs the export extra)")
     p.add_argument("--backbone", default="smollm2-135m")

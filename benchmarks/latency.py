@@ -1,9 +1,11 @@
 """Per-criterion latency of the production path: content-first KV continuation vs one full pass per criterion,
 with the HF transformers full-model forward (torch) as the baseline, all measured in the same run and interleaved.
 
-    python benchmarks/latency.py [--bundle DIR] [--repeats 15] [--out benchmarks/results/latency.json]
+    python benchmarks/latency.py [--bundle DIR] [--int8-bundle DIR] [--repeats 15] [--out FILE.json]
 
 Reports p50/p95 milliseconds per decision and ratios to the torch baseline; records versions, threads, token counts.
+With ``--int8-bundle`` (``unspoken export --quantize int8``) the int8 graph's cached and full-pass paths are timed in
+the same interleaved loop, next to fp32.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ def _pct(samples: list[float]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bundle", type=Path, help="bundle folder (default: the default bundle)")
+    ap.add_argument("--int8-bundle", type=Path, help="also time this int8 bundle in the same run")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--criteria", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--threads", type=int)
@@ -79,6 +82,15 @@ def main() -> None:
         "content_first_cached": lambda crit: clf.features(CONTENT, crit, use_cache=True),
         "full_pass_per_criterion": lambda crit: clf.features(CONTENT, crit, use_cache=False),
     }
+    int8 = None
+    if args.int8_bundle:
+        int8 = Classifier(args.int8_bundle, threads=args.threads)
+        if not int8.manifest.quantization:
+            ap.error(f"{args.int8_bundle} is not an int8 bundle (its manifest has no quantization record)")
+        if int8.template.sha256 != m.template.sha256:
+            ap.error("the int8 bundle's prompt template differs from the fp32 bundle's; the timings would not compare")
+        methods["int8_content_first_cached"] = lambda crit: int8.features(CONTENT, crit, use_cache=True)
+        methods["int8_full_pass_per_criterion"] = lambda crit: int8.features(CONTENT, crit, use_cache=False)
     torch_model = None
     if not args.no_torch:
         try:
@@ -117,7 +129,7 @@ def main() -> None:
         results[f"{n}_criteria"] = row
         print(f"{n:>3} criteria per content, ms per decision (p50 / p95, speedup vs baseline):")
         for name, r in row.items():
-            print(f"    {name:<28} {r['p50_ms']:8.1f} / {r['p95_ms']:8.1f}   x{r['speedup_vs_baseline_p50']:.2f}")
+            print(f"    {name:<30} {r['p50_ms']:8.1f} / {r['p95_ms']:8.1f}   x{r['speedup_vs_baseline_p50']:.2f}")
     report = {
         "bundle": str(clf.bundle_dir),
         "backbone": m.backbone.name,
@@ -128,6 +140,9 @@ def main() -> None:
         "criterion_tokens": len(tail_ids),
         "threads": threads,
         "repeats": args.repeats,
+        "int8_bundle": str(int8.bundle_dir) if int8 else None,
+        "int8_graph_bytes": int8.manifest.quantization.get("int8_graph_bytes") if int8 else None,
+        "fp32_graph_bytes": (clf.bundle_dir / m.graph.file).stat().st_size,
         "baseline": "hf_transformers_full_model" if torch_model is not None else "full_pass_per_criterion",
         "versions": _versions(),
         "results": results,

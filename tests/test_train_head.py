@@ -1,5 +1,7 @@
 """train-head end to end on a tiny backbone: features -> head -> card/report -> bundle -> scores."""
 
+import json
+
 import numpy as np
 
 from conftest import needs_export, write_toy_triples
@@ -23,3 +25,15 @@ def test_train_head_writes_a_bound_head_that_exports_and_scores(tiny_dirs, tmp_p
     bundle = export_bundle(tiny_dirs["llama"], tmp_path / "bundle", head, progress=False)
     scores = Classifier(bundle).score("I love this phone.", ["The writer likes the thing.", "x"])
     assert np.all(np.isfinite(scores)) and all(0 <= s <= 1 for s in scores)
+
+
+def test_sweep_ranks_layers_and_heads_on_validation(tiny_dirs, tmp_path, capsys):
+    from unspoken.runtime.cli import main
+
+    triples = write_toy_triples(tmp_path / "t.jsonl", n=64)
+    assert main(["sweep-head", "--backbone", str(tiny_dirs["llama"]), "--triples", str(triples),
+                 "--layers", "1", "3", "--out", str(tmp_path / "sweep")]) == 0
+    rows = json.loads((tmp_path / "sweep.json").read_text())
+    assert {r["layer"] for r in rows} == {1, 3} and len(rows) == 10
+    assert [r["auroc"] for r in rows] == sorted((r["auroc"] for r in rows), reverse=True)
+    assert "| layer | head |" in capsys.readouterr().out

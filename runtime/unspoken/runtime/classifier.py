@@ -20,13 +20,15 @@ DEFAULT_CHUNK = 16
 
 def _check_text(value: object, what: str) -> str:
     if not isinstance(value, str):
-        raise InputError(f"{what} must be a string, got {type(value).__name__}")
+        raise InputError(f"{what} must be a string, got {type(value).__name__}", field=what)
     if not value.strip():
-        raise InputError(f"{what} is empty")
+        raise InputError(f"{what} is empty", field=what)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as e:  # lone surrogates (e.g. from JSON "\ud800") cannot be tokenized
-        raise InputError(f"{what} holds a lone surrogate at index {e.start}; it is not valid Unicode text") from None
+        raise InputError(
+            f"{what} holds a lone surrogate at index {e.start}; it is not valid Unicode text", field=what
+        ) from None
     return value
 
 
@@ -50,16 +52,50 @@ class Scores:
 
 
 @dataclass(frozen=True)
-class _Prepared:
-    content: str  # the content scored (cut when truncated)
+class Prepared:
+    """One checked and tokenized (content, criteria) item, as ``Classifier.prepare`` returns it.
+
+    The content's ids are held once and shared by every criterion's prompt (never copied per criterion).
+
+    Attributes:
+        content: the content that is scored (its beginning, when truncated).
+        content_ids: ids of the content's prompt segment.
+        criterion_ids: ids of each criterion's prompt segment, in the order given.
+        truncated: True when the content was cut to fit the backbone's context.
+        content_chars: characters in the content passed in.
+        prompt_tokens: tokens in the longest prompt of the item (content segment + longest criterion segment).
+    """
+
+    content: str
     content_ids: list[int]
     criterion_ids: list[list[int]]
     truncated: bool
+    content_chars: int
     prompt_tokens: int
 
     @property
     def n(self) -> int:
         return len(self.criterion_ids)
+
+    @property
+    def kept_chars(self) -> int:
+        return len(self.content)
+
+    def prompt_ids(self, i: int, content_first: bool) -> list[int]:
+        """The whole prompt of criterion ``i`` (a new list; build it only for the chunk being scored)."""
+        if content_first:
+            return self.content_ids + self.criterion_ids[i]
+        return self.criterion_ids[i] + self.content_ids
+
+
+def _scores(p: Prepared, probabilities: list[float]) -> Scores:
+    return Scores(
+        probabilities=probabilities,
+        truncated=p.truncated,
+        content_chars=p.content_chars,
+        kept_chars=p.kept_chars,
+        prompt_tokens=p.prompt_tokens,
+    )
 
 
 class Classifier:
@@ -71,7 +107,8 @@ class Classifier:
     [p_likes, p_cars]   # calibrated probabilities, one per criterion
 
     ``score_detailed`` also says whether over-long content was truncated (``truncate=True``); without it, content
-    longer than the backbone's context raises InputError naming the token counts.
+    longer than the backbone's context raises InputError naming the token counts. ``score_many`` batches across
+    items; ``prepare`` + ``score_prepared`` split checking/tokenizing from scoring (the HTTP service's batcher).
 
     Args:
         bundle_dir: a bundle folder written by ``unspoken export``; None builds/uses the default bundle.
@@ -125,30 +162,106 @@ class Classifier:
 
     def score_detailed(self, content: str, criteria: Sequence[str] | str, *, truncate: bool = False) -> Scores:
         """``score`` plus whether (and how much of) the content was truncated to fit."""
-        prepared = self._prepare(content, criteria, truncate)
-        probs = np.empty(prepared.n, dtype=np.float64)
-        with self._lock:
-            for start, feats in self._iter_features(prepared, self.template.cacheable):
-                probs[start : start + len(feats)] = self.head.predict(feats)
-        return Scores(
-            probabilities=[float(p) for p in probs],
-            truncated=prepared.truncated,
-            content_chars=len(content),
-            kept_chars=len(prepared.content),
-            prompt_tokens=prepared.prompt_tokens,
-        )
+        prepared = self.prepare(content, criteria, truncate=truncate)
+        (probs,) = self.score_prepared([prepared])
+        return _scores(prepared, probs)
 
     def score_many(
         self, items: Sequence[tuple[str, Sequence[str] | str]], *, truncate: bool = False
     ) -> list[list[float]]:
-        """``score`` over many (content, criteria) pairs."""
-        return [self.score(content, criteria, truncate=truncate) for content, criteria in items]
+        """``score`` over many (content, criteria) pairs, in as few graph passes as possible.
+
+        Items with one criterion (every item, on a criterion-first bundle) share right-padded full passes, sorted by
+        length to limit padding; an item with several criteria on a content-first bundle prefills its content once,
+        as ``score`` does. Scores equal ``score``'s (to 1e-6, like the cached and full paths). An unusable item
+        raises InputError naming ``items[i]`` before anything runs; ``truncate`` as in ``score``.
+        """
+        return self.score_prepared(self._prepare_items(items, truncate))
 
     def score_many_detailed(
         self, items: Sequence[tuple[str, Sequence[str] | str]], *, truncate: bool = False
     ) -> list[Scores]:
-        """``score_detailed`` over many (content, criteria) pairs."""
-        return [self.score_detailed(content, criteria, truncate=truncate) for content, criteria in items]
+        """``score_detailed`` over many (content, criteria) pairs, batched as ``score_many`` batches them."""
+        prepared = self._prepare_items(items, truncate)
+        return [_scores(p, probs) for p, probs in zip(prepared, self.score_prepared(prepared))]
+
+    def prepare(self, content: str, criteria: Sequence[str] | str, *, truncate: bool = False) -> Prepared:
+        """Check one (content, criteria) item, tokenize it and fit it into the backbone's context (or refuse).
+
+        Raises InputError (with ``field`` set) for empty or non-string text, an empty criteria list, a criterion
+        too long for any content, or content too long for the backbone unless ``truncate=True``, which keeps the
+        longest beginning that fits (``Prepared.truncated`` says whether it was cut). ``score_prepared`` scores the
+        result; splitting the two lets a caller reject bad items one by one before batching the good ones.
+        """
+        _check_text(content, "content")
+        if isinstance(criteria, str):
+            criteria = [criteria]
+        if not isinstance(criteria, Sequence) or len(criteria) == 0:
+            raise InputError("criteria must be a non-empty list of strings", field="criteria")
+        for i, c in enumerate(criteria):
+            _check_text(c, f"criteria[{i}]")
+        t, tok = self.template, self.tokenizer
+        limit = self.manifest.backbone.max_positions
+        criterion_ids = tok.criterion_ids_many(t, criteria)
+        widest = max(range(len(criterion_ids)), key=lambda i: len(criterion_ids[i]))
+        longest = len(criterion_ids[widest])
+        if longest >= limit:
+            raise InputError(
+                f"criteria[{widest}] alone makes a {longest}-token prompt segment; the backbone takes at most "
+                f"{limit} tokens in all; shorten the criterion",
+                field=f"criteria[{widest}]",
+            )
+        budget = limit - longest  # the content must leave room for the longest criterion of the call
+        content_chars = len(content)
+        if truncate:
+            fitted = tok.fit_content(t, content, budget)
+            if fitted is None:
+                raise InputError(
+                    f"the longest criterion segment takes {longest} of the backbone's {limit} tokens, leaving no "
+                    "room for any content; shorten the criterion",
+                    field=f"criteria[{widest}]",
+                )
+            content, content_ids, truncated = fitted
+        else:
+            content_ids = tok.content_ids(t, content)
+            truncated = False
+            if len(content_ids) > budget:
+                raise InputError(
+                    f"prompt is {len(content_ids) + longest} tokens (content segment {len(content_ids)}, longest "
+                    f"criterion segment {longest}); the backbone takes at most {limit}; shorten the content or "
+                    "pass truncate=True (CLI: --truncate) to keep its beginning",
+                    field="content",
+                )
+        return Prepared(content, content_ids, criterion_ids, truncated, content_chars, len(content_ids) + longest)
+
+    def score_prepared(self, prepared: Sequence[Prepared]) -> list[list[float]]:
+        """Probabilities for items returned by ``prepare``, batched across items (see ``score_many``).
+
+        The head runs chunk by chunk, so no more than a chunk's hidden states exist at once."""
+        rows = sum(p.n for p in prepared)
+        if rows == 0:
+            return [[] for _ in prepared]
+        probs = np.empty(rows, dtype=np.float64)
+        with self._lock:
+            for at, feats in self._iter_features(prepared):
+                probs[at] = self.head.predict(feats)
+        out, row = [], 0
+        for p in prepared:
+            out.append([float(x) for x in probs[row : row + p.n]])
+            row += p.n
+        return out
+
+    def _prepare_items(self, items: Sequence[tuple[str, Sequence[str] | str]], truncate: bool) -> list[Prepared]:
+        prepared = []
+        for i, item in enumerate(items):
+            try:
+                if not isinstance(item, (tuple, list)) or len(item) != 2:
+                    raise InputError("each item must be a (content, criteria) pair")
+                prepared.append(self.prepare(item[0], item[1], truncate=truncate))
+            except InputError as e:
+                field = f"items[{i}]" + (f".{e.field}" if e.field else "")
+                raise InputError(f"items[{i}]: {e}", field=field) from None
+        return prepared
 
     # -- features -----------------------------------------------------------------------------------------------
     def features(
@@ -161,64 +274,42 @@ class Classifier:
     ) -> np.ndarray:
         """Seed-token hidden states [n, hidden]. ``use_cache=False`` forces one full pass per criterion;
         ``truncate`` as in ``score``."""
-        prepared = self._prepare(content, criteria, truncate)
+        prepared = self.prepare(content, criteria, truncate=truncate)
         if use_cache is None:
             use_cache = self.template.cacheable
         if use_cache and not self.template.cacheable:
             raise InputError("this bundle's template is criterion-first: its prompts cannot reuse a content cache")
         out = np.empty((prepared.n, self.graph.hidden_size), dtype=np.float32)
         with self._lock:
-            for start, feats in self._iter_features(prepared, use_cache):
-                out[start : start + len(feats)] = feats
+            for at, feats in self._iter_features([prepared], use_cache):
+                out[at] = feats
         return out
 
-    def _prepare(self, content: str, criteria: Sequence[str] | str, truncate: bool) -> _Prepared:
-        """Check the inputs, tokenize them, and fit the prompt into the backbone's context (or refuse)."""
-        _check_text(content, "content")
-        if isinstance(criteria, str):
-            criteria = [criteria]
-        if not isinstance(criteria, Sequence) or len(criteria) == 0:
-            raise InputError("criteria must be a non-empty list of strings")
-        for i, c in enumerate(criteria):
-            _check_text(c, f"criteria[{i}]")
-        t, tok = self.template, self.tokenizer
-        limit = self.manifest.backbone.max_positions
-        criterion_ids = tok.criterion_ids_many(t, criteria)
-        widest = max(range(len(criterion_ids)), key=lambda i: len(criterion_ids[i]))
-        longest = len(criterion_ids[widest])
-        if longest >= limit:
-            raise InputError(
-                f"criteria[{widest}] alone makes a {longest}-token prompt segment; the backbone takes at most "
-                f"{limit} tokens in all; shorten the criterion"
-            )
-        budget = limit - longest  # the content must leave room for the longest criterion of the call
-        if truncate:
-            fitted = tok.fit_content(t, content, budget)
-            if fitted is None:
-                raise InputError(
-                    f"the longest criterion segment takes {longest} of the backbone's {limit} tokens, leaving no "
-                    "room for any content; shorten the criterion"
-                )
-            content, content_ids, truncated = fitted
-        else:
-            content_ids = tok.content_ids(t, content)
-            truncated = False
-            if len(content_ids) > budget:
-                raise InputError(
-                    f"prompt is {len(content_ids) + longest} tokens (content segment {len(content_ids)}, longest "
-                    f"criterion segment {longest}); the backbone takes at most {limit}; shorten the content or "
-                    "pass truncate=True (CLI: --truncate) to keep its beginning"
-                )
-        return _Prepared(content, content_ids, criterion_ids, truncated, len(content_ids) + longest)
+    def _iter_features(
+        self, prepared: Sequence[Prepared], use_cache: bool | None = None
+    ) -> Iterator[tuple[slice | np.ndarray, np.ndarray]]:
+        """Yield (rows, seed-token features of a chunk of prompts) until every criterion of every item is done.
 
-    def _iter_features(self, p: _Prepared, use_cache: bool) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield (first row, seed-token features of a chunk of criteria); memory is bounded by ``chunk_size``."""
-        if use_cache:
-            yield from self._features_cached(p.content_ids, p.criterion_ids)
-        elif self.template.cacheable:
-            yield from self._features_full(p.n, lambda i: p.content_ids + p.criterion_ids[i])
-        else:
-            yield from self._features_full(p.n, lambda i: p.criterion_ids[i] + p.content_ids)
+        Rows count criteria item by item. An item with several criteria on a content-first bundle (or any item,
+        with ``use_cache=True``) prefills its content once and continues with chunks of criteria; the others' prompts
+        share right-padded full passes, sorted by length. A prompt's ids are built only for the chunk that runs it,
+        so memory is bounded by ``chunk_size``, not by the number of criteria.
+        """
+        content_first = self.template.cacheable
+        singles: list[tuple[int, Prepared, int]] = []  # (row, item, criterion index)
+        row = 0
+        for p in prepared:
+            cached = (content_first and p.n > 1) if use_cache is None else use_cache
+            if cached:
+                for start, feats in self._features_cached(p.content_ids, p.criterion_ids):
+                    yield slice(row + start, row + start + len(feats)), feats
+            else:
+                singles.extend((row + j, p, j) for j in range(p.n))
+            row += p.n
+        singles.sort(key=lambda s: len(s[1].content_ids) + len(s[1].criterion_ids[s[2]]))
+        for start, feats in self._features_full(len(singles), lambda k: singles[k][1].prompt_ids(singles[k][2],
+                                                                                                  content_first)):
+            yield np.asarray([r for r, _, _ in singles[start : start + len(feats)]], dtype=np.int64), feats
 
     def _features_cached(self, head_ids: list[int], tails: list[list[int]]) -> Iterator[tuple[int, np.ndarray]]:
         g = self.graph

@@ -1,4 +1,4 @@
-"""The ``unspoken`` command. Runtime subcommands (classify, score) never import torch; export subcommands
+"""The ``unspoken`` command. Runtime subcommands (classify, score, serve) never import torch; export subcommands
 (export, train-head, data) are imported lazily and say which extra to install when it is missing."""
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import InputError, MissingExtraError, UnspokenError
-from .jsonl import iter_jsonl
 
 EXIT_USER_ERROR = 2
 
 
-def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+def _add_runtime_options(p: argparse.ArgumentParser, *, truncate: bool = True) -> None:
     p.add_argument("--bundle", type=Path, help="bundle folder (default: the default bundle, built on first use)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: CPUs available to this process)")
+    if not truncate:  # serve: each request says whether to truncate ("truncate": true)
+        return
     p.add_argument("--truncate", action="store_true",
                    help="cut content too long for the backbone to the beginning that fits (reported as "
                         '"truncated": true) instead of refusing it')
@@ -35,8 +36,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="score a JSONL file of {id, content, criterion|criteria} rows")
     p.add_argument("--input", required=True, type=Path)
-    p.add_argument("--output", required=True, type=Path)
+    p.add_argument("--output", required=True, type=Path, help="results, written and flushed row by row")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows an interrupted run already wrote to --output and score only the rest")
     _add_runtime_options(p)
+
+    p = sub.add_parser("serve", help="HTTP service with micro-batching and metrics (needs the serve extra)")
+    _add_runtime_options(p, truncate=False)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--max-batch", type=int, default=16, help="items scored together at most (1: no batching)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="how long the oldest queued item waits for others to join its batch (default 5)")
+    p.add_argument("--max-queue", type=int, default=256, help="items waiting at most; beyond it requests get 429")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413 (default 1 MiB)")
+    p.add_argument("--shutdown-timeout", type=float, default=30.0,
+                   help="seconds in-flight requests may take to finish on SIGTERM (default 30)")
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument("--openapi", type=Path, metavar="FILE", help="write the OpenAPI schema to FILE and exit")
 
     p = sub.add_parser("export", help="export a backbone + head into a bundle (needs the export extra)")
     p.add_argument("--backbone", default="smollm2-135m", help="smollm2-135m, gemma3-270m, an HF folder or a .gguf")
@@ -44,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora", type=Path, help="LoRA adapter folder to merge before truncation")
     p.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.add_argument("--quantize", choices=["int8"], help="ship an int8 graph with the head refit on int8 features")
+    p.add_argument("--triples", type=Path, help="int8: triples the head is refit on (default: the shipped ones)")
+    p.add_argument("--keep-fp32", nargs="*", metavar="PATTERN",
+                   help="int8: module-name parts whose MatMuls stay fp32 (default: down_proj; none: quantize all)")
+    p.add_argument("--max-auroc-drop", type=float,
+                   help="int8: refuse a bundle whose validation AUROC is more than this below fp32 (default 0.01)")
+    p.add_argument("--force", action="store_true", help="int8: write the bundle even if it fails the quality gate")
 
     p = sub.add_parser("train-head", help="fit and calibrate a head on triples (needs the export extra)")
     p.add_argument("--backbone", default="smollm2-135m")
@@ -75,6 +99,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp32", action="store_true", help="train without bf16 autocast (slower)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+
+    p = sub.add_parser("sweep-head", help="compare layers x head kinds on our validation split (export extra)")
+    p.add_argument("--backbone", default="smollm2-135m")
+    p.add_argument("--triples", required=True, type=Path)
+    p.add_argument("--layers", type=int, nargs="+", required=True, help="extraction layers to compare")
+    p.add_argument("--order", choices=["content-first", "criterion-first"], default="content-first")
+    p.add_argument("--seed-cue", default="Assessment:")
+    p.add_argument("--lora", type=Path, help="LoRA adapter folder to merge first")
+    p.add_argument("--out", type=Path, help="also write the table (markdown) and rows (JSON) here")
+
+    p = sub.add_parser("eval", help="quality benchmark: bundles vs baselines on JSONL suites (needs the export extra)")
+    p.add_argument("--suite", type=Path, nargs="+", help="JSONL files or folders (default: ../shared/eval/*.jsonl)")
+    p.add_argument("--per-set", type=int, default=100, help="label-balanced rows drawn per set (0 = all)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--bundle", action="append", default=[], metavar="NAME=DIR",
+                   help="a bundle to evaluate (repeat; default: the default bundle)")
+    p.add_argument("--baselines", default="p_yes,embedding,judge",
+                   help="comma list of p_yes, embedding, judge, or 'none'")
+    p.add_argument("--backbone", default="smollm2-135m", help="backbone of the P(yes) and judge baselines")
+    p.add_argument("--triples", type=Path, help="our triples (validation split calibrates the baselines; "
+                   "test split is reported); default: the shipped heads/data/triples.jsonl")
+    p.add_argument("--no-own-test", action="store_true", help="do not add our test split as a set")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/quality"), help="output folder")
 
     p = sub.add_parser("data", help="training-triples tools")
     data = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -123,39 +170,33 @@ def cmd_classify(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from tqdm.auto import tqdm
+    from .batch import score_jsonl
 
-    rows = []
-    for n, row in iter_jsonl(args.input):
-        if "id" not in row or "content" not in row:
-            raise InputError(f"{args.input}:{n}: each row needs 'id' and 'content'")
-        if ("criterion" in row) == ("criteria" in row):
-            raise InputError(f"{args.input}:{n}: give exactly one of 'criterion' or 'criteria'")
-        rows.append((n, row))
-    clf = _classifier(args)
-    try:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        out = args.output.open("w", encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"cannot write {args.output}: {e.strerror or e}") from None
-    with out:
-        for n, row in tqdm(rows, desc="score", unit="row", file=sys.stderr):
-            single = "criterion" in row
-            if single and not isinstance(row["criterion"], str):
-                got = type(row["criterion"]).__name__
-                raise InputError(f"{args.input}:{n}: 'criterion' must be a string, got {got} (use 'criteria' for a list)")
-            try:
-                scored = clf.score_detailed(row["content"], [row["criterion"]] if single else row["criteria"],
-                                            truncate=args.truncate)
-            except InputError as e:
-                raise InputError(f"{args.input}:{n}: {e}") from None
-            if single:
-                result = {"id": row["id"], "probability": scored.probabilities[0]}
-            else:
-                result = {"id": row["id"], "probabilities": scored.probabilities}
-            result["truncated"] = scored.truncated
-            out.write(json.dumps(result, ensure_ascii=False) + "\n")
+    stats = score_jsonl(lambda: _classifier(args), args.input, args.output, resume=args.resume,
+                        truncate=args.truncate)
+    kept = f" ({stats.kept} kept from an earlier run)" if stats.kept else ""
+    print(f"unspoken: {stats.total} rows in {args.output}{kept}", file=sys.stderr)
     return 0
+
+
+def cmd_serve(args) -> int:
+    from .serve.config import ServeConfig
+
+    config = ServeConfig(
+        bundle=args.bundle, threads=args.threads, host=args.host, port=args.port, max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_body_bytes=args.max_body_bytes,
+        shutdown_timeout_s=args.shutdown_timeout, access_log=args.access_log,
+    )
+    try:
+        from .serve import server
+    except ImportError as e:
+        raise MissingExtraError(
+            f"this command needs the serve extra ({e.name} is missing): pip install 'unspoken[serve]'"
+        ) from None
+    if args.openapi is not None:
+        print(f"unspoken: wrote {server.write_openapi(args.openapi)}", file=sys.stderr)
+        return 0
+    return server.run(config)
 
 
 def _export_cli():
@@ -173,10 +214,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "classify": cmd_classify,
         "score": cmd_score,
+        "serve": cmd_serve,
         "export": lambda a: _export_cli().cmd_export(a),
         "train-head": lambda a: _export_cli().cmd_train_head(a),
         "train-lora": lambda a: _export_cli().cmd_train_lora(a),
         "data": lambda a: _export_cli().cmd_data_check(a),
+        "eval": lambda a: _export_cli().cmd_eval(a),
+        "sweep-head": lambda a: _export_cli().cmd_sweep_head(a),
     }
     try:
         return handlers[args.command](args)

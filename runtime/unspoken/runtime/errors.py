@@ -8,7 +8,15 @@ class UnspokenError(Exception):
 
 
 class InputError(UnspokenError, ValueError):
-    """The content, criteria or options passed in are not usable (empty, wrong type, too long)."""
+    """The content, criteria or options passed in are not usable (empty, wrong type, too long).
+
+    ``field`` names the offending input when there is one (``"content"``, ``"criteria[2]"``), so a service can
+    point at it without parsing the message.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class BundleError(UnspokenError):

@@ -36,6 +36,15 @@ def backbone_fingerprint(weights_sha256: str, lora_sha256: str | None) -> str:
     return hashlib.sha256(f"{weights_sha256}:{lora_sha256 or ''}".encode()).hexdigest()
 
 
+def quantized_fingerprint(base_fingerprint: str, graph_sha256: str) -> str:
+    """The identity of a quantized graph: its float source plus the exact quantized bytes a head was refit on.
+
+    A head refit on int8 features binds to this, so it cannot be paired with the float graph (or another
+    quantization of it), and a float head cannot be paired with the int8 graph.
+    """
+    return hashlib.sha256(f"{base_fingerprint}:int8:{graph_sha256}".encode()).hexdigest()
+
+
 def _from_dict(cls, data: dict, where: str):
     """Build a dataclass from a dict, warning about (and dropping) keys this runtime does not know."""
     if not isinstance(data, dict):
@@ -129,6 +138,8 @@ class Manifest:
     parity: dict = field(default_factory=dict)  # ORT vs torch differences measured at export
     schema_version: int = SCHEMA_VERSION
     created_by: str = ""
+    # int8 bundles only (absent otherwise): settings, the MatMuls kept in fp32, base_fingerprint, quality figures
+    quantization: dict = field(default_factory=dict)
 
     @property
     def template_sha256(self) -> str:
@@ -137,6 +148,8 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["template_sha256"] = self.template.sha256
+        if not d["quantization"]:
+            del d["quantization"]  # float bundles keep the manifest older runtimes wrote
         return d
 
     @classmethod
@@ -173,10 +186,20 @@ class Manifest:
             parity=dict(data.get("parity", {})),
             schema_version=version,
             created_by=str(data.get("created_by", "")),
+            quantization=_optional_dict(data, "quantization"),
         )
 
     def check_binding(self) -> None:
         """Refuse a head trained for another backbone, layer, width or template, naming the field."""
+        if self.quantization:
+            base = self.quantization.get("base_fingerprint")
+            want = quantized_fingerprint(str(base), str(self.files.get(self.graph.file)))
+            if self.backbone.fingerprint != want:
+                raise BindingError(
+                    "quantized graph does not match its fingerprint: backbone.fingerprint is "
+                    f"{self.backbone.fingerprint!r} but quantization.base_fingerprint and the graph's sha256 give "
+                    f"{want!r}; the graph was swapped or the manifest edited: re-export the bundle"
+                )
         b = self.head.binding
         expected = {
             "backbone_fingerprint": self.backbone.fingerprint,
@@ -191,6 +214,13 @@ class Manifest:
                     f"head does not fit this graph: head.binding.{name} is {got!r} but the graph has {want!r}; "
                     "retrain the head on this backbone/layer/template (unspoken train-head) or export a matching bundle"
                 )
+
+
+def _optional_dict(data: dict, key: str) -> dict:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise BundleError(f"manifest field {key!r} must be an object, got {type(value).__name__}")
+    return dict(value)
 
 
 def write_manifest(bundle_dir: str | Path, manifest: Manifest) -> Path:

@@ -75,7 +75,7 @@ def test_seed_state_auxiliary_variant_trains_and_resumes(tiny_dirs, tmp_path):
 
     triples = write_toy_triples(tmp_path / "t.jsonl", n=24)
     settings = LoraSettings(rank=2, alpha=4, batch_size=2, grad_accum=1, checkpoint_every=1, top_layer=2,
-                            seed_loss_weight=0.5)
+                            seed_loss_weight=0.5, decision_weight=5.0)
     adapter = tmp_path / "lora"
     first = train_lora(tiny_dirs["llama"], triples, adapter, settings=settings, max_steps=1, progress=False)
     again = train_lora(tiny_dirs["llama"], triples, adapter, settings=settings, max_steps=2, resume=True,

@@ -89,7 +89,8 @@ def cmd_train_lora(args) -> int:
 
     settings = LoraSettings(rank=args.rank, alpha=2 * args.rank, epochs=args.epochs, top_layer=args.top_layer,
                             learning_rate=args.lr, max_tokens=args.max_tokens, seed_loss_weight=args.seed_loss,
-                            threads=args.threads, bf16_autocast=not args.fp32)
+                            threads=args.threads, bf16_autocast=not args.fp32,
+                            decision_weight=args.decision_weight)
     summary = train_lora(args.backbone, args.triples, args.out, template=default_template(args.order, args.seed_cue),
                          settings=settings, max_steps=args.max_steps, resume=args.resume)
     print(f"{summary['steps']} steps, {summary['seconds_per_step']} s/step, final train loss "

@@ -40,6 +40,7 @@ class LoraSettings:
     seed: int = 0
     seed_loss_weight: float = 0.0  # > 0: auxiliary BCE of a linear probe on the seed state at `top_layer`
     threads: int | None = None  # torch intra-op threads; None = torch's default
+    decision_weight: float = 1.0  # loss weight of the first verdict token (the decision the seed state predicts)
     bf16_autocast: bool = True  # ~1.4x faster on CPUs with bf16 units; adapter weights and optimizer stay fp32
 
 
@@ -106,9 +107,13 @@ def _batches(examples, batch_size: int, pad_id: int, rng: random.Random, bucket:
         yield ids, mask, labels, seed_pos, torch.tensor([float(c) for _, _, c in chunk])
 
 
-def _verdict_loss(model, ids, mask, labels, seed_pos, row_labels, probe, layer: int, weight: float):
+def _verdict_loss(model, ids, mask, labels, seed_pos, row_labels, probe, layer: int, weight: float,
+                  decision_weight: float = 1.0):
     """Next-token loss on the verdict tokens only; the LM head runs only where a label exists (it is ~1/5 of the
-    FLOPs per token on small backbones). With a probe, adds ``weight`` x BCE of the probe on the seed state."""
+    FLOPs per token on small backbones). The first verdict token (Yes/No, predicted at the seed cue) counts
+    ``decision_weight`` times; the loss is the weighted mean. With a probe, adds ``weight`` x BCE of the probe on the
+    seed state."""
+    import torch
     import torch.nn.functional as F
 
     base = model.get_base_model()
@@ -116,7 +121,11 @@ def _verdict_loss(model, ids, mask, labels, seed_pos, row_labels, probe, layer: 
     target = labels[:, 1:]
     keep = target != -100
     logits = base.lm_head(out.last_hidden_state[:, :-1][keep])
-    loss = F.cross_entropy(logits.float(), target[keep])
+    per_token = F.cross_entropy(logits.float(), target[keep], reduction="none")
+    weights = torch.ones(target.shape)
+    weights[torch.arange(len(ids)), seed_pos] = decision_weight  # target index seed_pos = token after the seed
+    weights = weights[keep]
+    loss = (per_token * weights).sum() / weights.sum()
     if probe is not None:
         seed = out.hidden_states[layer][range(len(ids)), seed_pos]
         loss = loss + weight * F.binary_cross_entropy_with_logits(probe(seed.float()).squeeze(-1), row_labels)
@@ -198,7 +207,7 @@ def train_lora(
                 continue
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=s.bf16_autocast):
                 loss = _verdict_loss(model, ids, mask, labels, seed_pos, row_labels, probe, top,
-                                     s.seed_loss_weight) / s.grad_accum
+                                     s.seed_loss_weight, s.decision_weight) / s.grad_accum
             loss.backward()
             accumulated += float(loss.detach())
             if micro % s.grad_accum:

@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auxiliary variant: weight of a probe loss on the seed state at --top-layer (0 = off)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--fp32", action="store_true", help="train without bf16 autocast (slower)")
+    p.add_argument("--decision-weight", type=float, default=1.0,
+                   help="loss weight of the first verdict token (Yes/No), relative to the rest of the sentence")
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
 

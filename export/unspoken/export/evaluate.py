@@ -103,14 +103,12 @@ def _isotonic(raw_val: np.ndarray, labels_val: np.ndarray):
 # --- methods -------------------------------------------------------------------------------------------------
 
 
-def score_probe(bundle: Path, rows: Sequence[dict], progress: bool) -> np.ndarray:
+def score_probe(clf, name: str, rows: Sequence[dict], progress: bool) -> np.ndarray:
+    """Scores of a loaded ``Classifier``, one criterion per row, batched across rows."""
     from tqdm.auto import tqdm
 
-    from unspoken.runtime import Classifier
-
-    clf = Classifier(bundle)
     out: list[float] = []
-    for start in tqdm(range(0, len(rows), 16), desc=f"probe {bundle.name}", disable=not progress, leave=False):
+    for start in tqdm(range(0, len(rows), 16), desc=f"probe {name}", disable=not progress, leave=False):
         out += [p[0] for p in clf.score_many([(r["content"], [r["criterion"]]) for r in rows[start : start + 16]])]
     return np.array(out)
 
@@ -118,12 +116,10 @@ def score_probe(bundle: Path, rows: Sequence[dict], progress: bool) -> np.ndarra
 class PYesReadout:
     """log P(" Yes") - log P(" No") after the probe prompt, from the full backbone (torch, batched)."""
 
-    def __init__(self, backbone: str, template, lora: Path | None = None, batch: int = 8) -> None:
+    def __init__(self, bb, template, batch: int = 8) -> None:
         from unspoken.runtime.template import PromptTokenizer
 
-        from .backbones import load_backbone
-
-        self.bb = load_backbone(backbone, lora=lora, attn_implementation="sdpa", progress=False)
+        self.bb = bb
         self.tok = PromptTokenizer(self.bb.tokenizer_file, self.bb.prepend_ids)
         self.template = template
         self.batch = batch
@@ -133,7 +129,9 @@ class PYesReadout:
         import torch
         from tqdm.auto import tqdm
 
-        prompts = [sum(self.tok.prompt_ids(self.template, r["content"], r["criterion"]), []) for r in rows]
+        from .features import prompt_ids
+
+        prompts = prompt_ids(self.bb, self.template, rows)
         out = np.empty(len(rows))
         order = np.argsort([len(p) for p in prompts])  # similar lengths together: little padding
         for start in tqdm(range(0, len(rows), self.batch), desc="p_yes", disable=not progress, leave=False):
@@ -182,12 +180,10 @@ def parse_yes_no(text: str) -> float | None:
 class GenerationJudge:
     """The backbone answers a yes/no question about the row (chat template when it has one), greedy decoding."""
 
-    def __init__(self, backbone: str, lora: Path | None = None, batch: int = 8, max_new_tokens: int = 16) -> None:
+    def __init__(self, bb, batch: int = 8, max_new_tokens: int = 16) -> None:
         from transformers import AutoTokenizer
 
-        from .backbones import load_backbone
-
-        self.bb = load_backbone(backbone, lora=lora, attn_implementation="sdpa", progress=False)
+        self.bb = bb
         self.tok = AutoTokenizer.from_pretrained(self.bb.resolved.hf_dir)
         self.tok.padding_side = "left"
         if self.tok.pad_token_id is None:
@@ -237,30 +233,42 @@ def run_eval(
     """Score every set with every method; returns {methods: {name: {set: metrics}}, macro, ...}."""
     from unspoken.runtime.template import default_template
 
+    from unspoken.runtime import Classifier
+
+    from .backbones import load_backbone
+
     template = template or default_template()
     methods: list[MethodResult] = []
     for name, bundle in bundles.items():
         res = MethodResult(f"probe:{name}")
+        clf = Classifier(bundle)
         started = time.perf_counter()
         for s in sets:
-            res.scores[s.name] = score_probe(bundle, s.rows, progress)
+            res.scores[s.name] = score_probe(clf, name, s.rows, progress)
         res.seconds = time.perf_counter() - started
         methods.append(res)
     needs_val = {"p_yes", "embedding"} & set(baselines)
     val_rows = own_split(triples, "validation") if needs_val else []
     if needs_val and not val_rows:
         raise InputError("the calibrated baselines need our triples' validation split (--triples)")
+    loaded = {}  # the P(yes) and judge baselines share one torch backbone
+
+    def torch_backbone():
+        if not loaded:
+            loaded["bb"] = load_backbone(backbone, attn_implementation="sdpa", progress=False)
+        return loaded["bb"]
+
     for baseline in baselines:
         res = MethodResult(baseline)
         if baseline in ("p_yes", "embedding"):
-            scorer = PYesReadout(backbone, template) if baseline == "p_yes" else EmbeddingCosine()
+            scorer = PYesReadout(torch_backbone(), template) if baseline == "p_yes" else EmbeddingCosine()
             calibrator = _isotonic(scorer.raw(val_rows, progress), np.array([r["label"] for r in val_rows]))
             started = time.perf_counter()
             for s in sets:
                 res.scores[s.name] = calibrator.predict(scorer.raw(s.rows, progress))
             res.seconds = time.perf_counter() - started
         elif baseline == "judge":
-            judge = GenerationJudge(backbone)
+            judge = GenerationJudge(torch_backbone())
             failures, total, examples = 0, 0, {}
             started = time.perf_counter()
             for s in sets:

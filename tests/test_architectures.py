@@ -52,12 +52,15 @@ def test_kv_popping_equals_the_long_way_in_onnx_runtime(exported):
     from unspoken.runtime.session import make_session
 
     arch, bb, dec, path, spec, kv, hd = exported
+    from unspoken.export.onnx_export import embed
+
     sess = make_session(path)
+    table = np.load(path.parent / spec.embeddings)
     rng = np.random.default_rng(2)
     ids = rng.integers(3, 300, PROMPT + TAIL)
 
     def run(tokens, past, start):
-        feed = {spec.input_ids: tokens[None], spec.attention_mask: np.ones((1, start + len(tokens)), dtype=np.int64),
+        feed = {spec.inputs_embeds: embed(table, tokens[None]), spec.attention_mask: np.ones((1, start + len(tokens)), dtype=np.int64),
                 spec.position_ids: np.arange(start, start + len(tokens))[None]}
         for i, (k, v) in enumerate(past):
             feed[spec.past_key % i], feed[spec.past_value % i] = k, v

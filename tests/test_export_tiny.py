@@ -50,7 +50,7 @@ def test_manifest_records_parity_and_files(tiny_bundles):
     bundle = tiny_bundles[("llama", "content-first")]
     m = json.loads((bundle / "manifest.json").read_text())
     assert m["parity"]["prefill_max_rel"] <= 1e-4
-    assert set(m["files"]) == {"backbone.onnx", "head.onnx", "tokenizer.json"}
+    assert set(m["files"]) == {"backbone.onnx", "embeddings.npy", "head.onnx", "tokenizer.json"}
     assert m["backbone"]["extraction_layer"] == TINY_LAYER
     assert m["graph"]["past_key"] == "past_key_values.%d.key"
 
@@ -91,7 +91,7 @@ def test_newer_schema_is_refused_with_versions(tiny_bundles, tmp_path):
     m = json.loads((b / "manifest.json").read_text())
     m["schema_version"] = 99
     (b / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(BundleError, match="99.*up to 1"):
+    with pytest.raises(BundleError, match="99.*up to 2"):
         Classifier(b)
 
 

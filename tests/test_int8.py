@@ -53,7 +53,7 @@ def test_int8_bundle_loads_scores_and_is_smaller(case):
     int8_bytes = (case.int8 / "backbone.onnx").stat().st_size
     print(f"\ntiny llama graph: fp32 {fp32_bytes} B, int8 {int8_bytes} B ({int8_bytes / fp32_bytes:.2f}x)")
     assert int8_bytes < 0.75 * fp32_bytes
-    assert sorted(p.name for p in case.int8.iterdir()) == ["backbone.onnx", "head.onnx", "manifest.json",
+    assert sorted(p.name for p in case.int8.iterdir()) == ["backbone.onnx", "embeddings.npy", "head.onnx", "manifest.json",
                                                            "tokenizer.json"]  # no fp32 graph, no staging left
     q = _manifest(case.int8)["quantization"]
     assert q["int8_graph_bytes"] == int8_bytes and q["fp32_graph_bytes"] == pytest.approx(fp32_bytes, rel=0.01)

@@ -217,12 +217,16 @@ def _export_int8(manifest: Manifest, bb, decoder, card: dict, head_dir: Path, fp
                              np.array([0.0, 1.0]))
     save_head_model(placeholder, stage / HEAD_FILE)  # the runtime loads a whole bundle; only its features are used
     shutil.copyfile(bb.tokenizer_file, stage / TOKENIZER_FILE)
+    stage_files = [GRAPH_FILE, HEAD_FILE, TOKENIZER_FILE]
+    if manifest.graph.embeddings:  # the fp32 table serves the int8 graph unchanged
+        shutil.move(str(fp32_graph.parent / manifest.graph.embeddings), stage / manifest.graph.embeddings)
+        stage_files.append(manifest.graph.embeddings)
     quantization = {"scheme": INT8_SCHEME, "base_fingerprint": bb.fingerprint}
     staged = replace(
         manifest,
         backbone=replace(manifest.backbone, fingerprint=fingerprint),
         head=replace(manifest.head, binding=binding, training={"placeholder": True}),
-        files={n: sha256_file(stage / n) for n in (GRAPH_FILE, HEAD_FILE, TOKENIZER_FILE)},
+        files={n: sha256_file(stage / n) for n in stage_files},
         quantization=quantization,
     )
     write_manifest(stage, staged)
@@ -271,6 +275,8 @@ def _export_int8(manifest: Manifest, bb, decoder, card: dict, head_dir: Path, fp
 
     steps.set_postfix_str("write bundle")
     shutil.move(str(int8_graph), out_dir / GRAPH_FILE)
+    if manifest.graph.embeddings:
+        shutil.move(str(stage / manifest.graph.embeddings), out_dir / manifest.graph.embeddings)
     shutil.copyfile(bb.tokenizer_file, out_dir / TOKENIZER_FILE)
     shutil.copyfile(staging / "head" / HEAD_FILE, out_dir / HEAD_FILE)
     quantization.update({

@@ -59,7 +59,9 @@ def cmd_train_head(args) -> int:
     from .train_head import HeadConfig, train_head
 
     card = train_head(args.backbone, args.triples, args.out, layer=args.layer, order=args.order,
-                      seed_cue=args.seed_cue, config=HeadConfig(kind=args.kind, hidden=tuple(args.hidden), alpha=args.alpha, c=args.c), lora=args.lora)
+                      seed_cue=args.seed_cue, lora=args.lora, chat=args.chat,
+                      config=HeadConfig(kind=args.kind, hidden=tuple(args.hidden), alpha=args.alpha, c=args.c,
+                                        normalize=args.normalize))
     for split in ("validation", "test"):
         m = card["training"]["metrics"].get(split)
         if m:
@@ -148,9 +150,13 @@ def cmd_sweep_head(args) -> int:
     from .sweep import render_sweep, sweep_heads
 
     template = default_template(args.order, args.seed_cue)
-    results = sweep_heads(args.backbone, args.triples, args.layers, template=template, lora=args.lora)
-    table = render_sweep(results, f"{args.backbone}{' + LoRA' if args.lora else ''}, {args.order}, "
-                                  f"seed cue {args.seed_cue!r}")
+    from .sweep import DEFAULT_CONFIGS
+
+    configs = [c for c in DEFAULT_CONFIGS if c.kind in args.kinds]
+    results = sweep_heads(args.backbone, args.triples, args.layers, template=template, lora=args.lora,
+                          chat=args.chat, normalizations=args.normalize, configs=configs)
+    table = render_sweep(results, f"{args.backbone}{' + LoRA' if args.lora else ''}, {args.order}"
+                                  f"{', chat-wrapped' if args.chat else ''}, seed cue {args.seed_cue!r}")
     print(table)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

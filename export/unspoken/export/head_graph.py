@@ -3,7 +3,8 @@
 skl2onnx has no IsotonicRegression converter and its calibrated-classifier path picks the nearest threshold, so the
 graph is written in plain ONNX ops and computed in float64 to equal scikit-learn:
 
-    features (float32 [n, h]) -> float64 -> (x - mean) / scale -> [Gemm -> Relu]* -> Gemm -> Sigmoid  = p  [n]
+    features (float32 [n, h]) -> float64 -> [x / ||x||_2] -> (x - mean) / scale -> [Gemm -> Relu]* -> Gemm -> Sigmoid
+      = p  [n]   (the unit-length step only when the head was fit with ``normalize="l2"``)
     p -> clip to [x_0, x_last] -> k = #{x_i <= p among x_0..x_{last-1}} - 1 -> y_k + (p - x_k) * slope_k
 """
 
@@ -27,9 +28,10 @@ class HeadParams:
     biases: list[np.ndarray]  # per layer [out]
     iso_x: np.ndarray  # increasing thresholds
     iso_y: np.ndarray  # calibrated values at the thresholds
+    l2_normalize: bool = False  # scale each feature row to unit length before the scaler
 
 
-def params_from_sklearn(scaler, model, isotonic) -> HeadParams:
+def params_from_sklearn(scaler, model, isotonic, *, l2_normalize: bool = False) -> HeadParams:
     """From a fitted StandardScaler, MLPClassifier or LogisticRegression, and IsotonicRegression."""
     if hasattr(model, "coefs_"):
         if model.activation != "relu" or model.out_activation_ != "logistic":
@@ -45,6 +47,7 @@ def params_from_sklearn(scaler, model, isotonic) -> HeadParams:
         biases=biases,
         iso_x=np.asarray(isotonic.X_thresholds_, dtype=np.float64),
         iso_y=np.asarray(isotonic.y_thresholds_, dtype=np.float64),
+        l2_normalize=l2_normalize,
     )
 
 
@@ -67,9 +70,16 @@ def build_head_model(params: HeadParams, *, input_name: str = "features", output
         const("iso_slope", slope), const("one", np.array([1], dtype=np.int64)),
         const("axis1", np.array([1], dtype=np.int64)), const("flat", np.array([-1], dtype=np.int64)),
     ]
-    nodes = [
-        helper.make_node("Cast", [input_name], ["x64"], to=TensorProto.DOUBLE),
-        helper.make_node("Sub", ["x64", "mean"], ["centered"]),
+    nodes = [helper.make_node("Cast", [input_name], ["x64"], to=TensorProto.DOUBLE)]
+    x_in = "x64"
+    if params.l2_normalize:
+        nodes += [
+            helper.make_node("ReduceL2", ["x64", "axis1"], ["norm"], keepdims=1),
+            helper.make_node("Div", ["x64", "norm"], ["x_unit"]),
+        ]
+        x_in = "x_unit"
+    nodes += [
+        helper.make_node("Sub", [x_in, "mean"], ["centered"]),
         helper.make_node("Div", ["centered", "scale"], ["h0"]),
     ]
     h = "h0"
@@ -120,7 +130,10 @@ def save_head_model(params: HeadParams, path: Path) -> Path:
 
 def numpy_head(params: HeadParams, features: np.ndarray) -> np.ndarray:
     """The same computation in numpy (for tests and for scoring features without ORT)."""
-    h = (features.astype(np.float64) - params.mean) / params.scale
+    x = features.astype(np.float64)
+    if params.l2_normalize:
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    h = (x - params.mean) / params.scale
     for i, (w, b) in enumerate(zip(params.weights, params.biases)):
         h = h @ w + b
         if i < len(params.weights) - 1:

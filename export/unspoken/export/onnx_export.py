@@ -4,6 +4,10 @@ Truncation keeps layers [0, L), replaces the final norm with identity and drops 
 exactly the full model's ``hidden_states[L]``. The wrapper takes flat tensors (names from the manifest's GraphSpec)
 and builds a cache without the model config inside ``forward``: for sliding-window models (Gemma) that keeps full KV
 and lets the attention mask apply the window, instead of freezing the window cut into the trace.
+
+The token-embedding table stays out of the graph: the graph takes ``inputs_embeds`` and the table is written beside
+it as ``embeddings.npy``, holding the embedding module's output for every id (so any scaling the module applies, such
+as Gemma's sqrt(hidden), is already in it and the runtime only looks rows up).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from unspoken.runtime.errors import UnspokenError
 from unspoken.runtime.manifest import GraphSpec
 
 DEFAULT_OPSET = 18
+EMBEDDINGS_FILE = "embeddings.npy"
 
 
 class ParityError(UnspokenError):
@@ -68,12 +73,12 @@ def _make_wrapper(decoder, num_layers: int):
             super().__init__()
             self.decoder = decoder
 
-        def forward(self, input_ids, attention_mask, position_ids, past):
+        def forward(self, inputs_embeds, attention_mask, position_ids, past):
             cache = DynamicCache()  # no config: full KV for every layer; masks apply any sliding window
             for i in range(num_layers):
                 cache.update(past[2 * i], past[2 * i + 1], i)
             out = self.decoder(
-                input_ids=input_ids,
+                inputs_embeds=inputs_embeds,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
                 **{cache_arg: cache},
@@ -87,29 +92,51 @@ def _make_wrapper(decoder, num_layers: int):
     return FlatKV().eval()
 
 
+def write_embedding_table(decoder, path: Path, *, chunk: int = 8192) -> Path:
+    """The embedding module's output for every token id, float32 [vocab, hidden], as a .npy file."""
+    import torch
+
+    emb = decoder.get_input_embeddings()
+    vocab, hidden = emb.weight.shape
+    table = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(int(vocab), int(hidden)))
+    with torch.no_grad():
+        for start in range(0, int(vocab), chunk):
+            ids = torch.arange(start, min(int(vocab), start + chunk))
+            table[start : start + len(ids)] = emb(ids).float().numpy()
+    table.flush()
+    del table
+    return path
+
+
+def embed(table: np.ndarray, ids) -> np.ndarray:
+    """Rows of an embedding table for ids of any shape (what the runtime does)."""
+    return np.take(table, np.asarray(ids, dtype=np.int64), axis=0)
+
+
 def export_graph(decoder, path: Path, *, num_kv_heads: int, head_dim: int, opset: int = DEFAULT_OPSET) -> GraphSpec:
-    """Export the truncated decoder to ``path`` (one .onnx file, external data beside it if over 1.5 GB)."""
+    """Export the truncated decoder to ``path`` (one .onnx file, external data beside it if over 1.5 GB) and its
+    embedding table to ``embeddings.npy`` beside it."""
     import torch
     from torch.export import Dim
 
     n = int(decoder.config.num_hidden_layers)
-    spec = GraphSpec(file=path.name, num_kv_layers=n, opset=opset)
+    spec = GraphSpec(file=path.name, num_kv_layers=n, opset=opset, embeddings=EMBEDDINGS_FILE)
     wrapper = _make_wrapper(decoder, n)
     b, s, p = 2, 5, 7  # trace with past > 0 and batch > 1 so no dimension is specialised
-    vocab = int(decoder.config.vocab_size)
+    hidden = int(decoder.config.hidden_size)
     gen = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, vocab, (b, s), generator=gen)
+    embeds = torch.randn(b, s, hidden, generator=gen)
     mask = torch.ones(b, p + s, dtype=torch.long)
     pos = torch.arange(p, p + s).expand(b, s)
     past = tuple(torch.randn(b, num_kv_heads, p, head_dim, generator=gen) for _ in range(2 * n))
     batch, seq, past_len = Dim("batch"), Dim("seq"), Dim("past")
     dynamic = {
-        "input_ids": {0: batch, 1: seq},
+        "inputs_embeds": {0: batch, 1: seq},
         "attention_mask": {0: batch, 1: Dim.AUTO},
         "position_ids": {0: batch, 1: seq},
         "past": tuple({0: batch, 2: past_len} for _ in range(2 * n)),
     }
-    inputs = [spec.input_ids, spec.attention_mask, spec.position_ids]
+    inputs = [spec.inputs_embeds, spec.attention_mask, spec.position_ids]
     outputs = [spec.hidden_state]
     for i in range(n):
         inputs += [spec.past_key % i, spec.past_value % i]
@@ -119,7 +146,7 @@ def export_graph(decoder, path: Path, *, num_kv_heads: int, head_dim: int, opset
     with torch.no_grad(), quiet_libraries():
         program = torch.onnx.export(
             wrapper,
-            (ids, mask, pos, past),
+            (embeds, mask, pos, past),
             dynamic_shapes=dynamic,
             dynamo=True,
             opset_version=opset,
@@ -129,6 +156,7 @@ def export_graph(decoder, path: Path, *, num_kv_heads: int, head_dim: int, opset
         )
     size = sum(int(np.prod(t.shape)) * 4 for t in decoder.state_dict().values())
     program.save(str(path), external_data=size > 1_500_000_000)
+    write_embedding_table(decoder, path.parent / EMBEDDINGS_FILE)
     return spec
 
 
@@ -161,14 +189,16 @@ def validate_graph(decoder, graph_path: Path, spec: GraphSpec, prompt_ids: list[
     from unspoken.runtime.session import make_session
 
     sess = make_session(graph_path)
+    table = np.load(graph_path.parent / spec.embeddings, mmap_mode="r") if spec.embeddings else None
     n = spec.num_kv_layers
     full = prompt_ids + tail_ids
     with torch.no_grad():
         want = decoder(input_ids=torch.tensor([full])).last_hidden_state[0].double().numpy()
 
     def feed(ids, past, past_len):
+        batch = np.asarray([ids], dtype=np.int64)
         f = {
-            spec.input_ids: np.asarray([ids], dtype=np.int64),
+            **({spec.inputs_embeds: embed(table, batch)} if table is not None else {spec.input_ids: batch}),
             spec.attention_mask: np.ones((1, past_len + len(ids)), dtype=np.int64),
             spec.position_ids: np.arange(past_len, past_len + len(ids), dtype=np.int64)[None],
         }

@@ -6,7 +6,7 @@ test split is never looked at here, so picking the winner does not leak into the
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -37,33 +37,43 @@ def sweep_heads(
     template: PromptTemplate | None = None,
     configs: Sequence[HeadConfig] = DEFAULT_CONFIGS,
     lora: str | Path | None = None,
+    chat: bool = False,
+    normalizations: Sequence[str] = ("standard",),
     progress: bool = True,
 ) -> list[dict]:
-    """One row per (layer, head config) with validation metrics, best validation AUROC first."""
+    """One row per (layer, head config, feature normalisation) with validation metrics, best validation AUROC
+    first. Test rows are dropped before the forward pass: they are neither needed nor looked at."""
     from .backbones import load_backbone
     from .features import extract_features
     from .triples import load_triples
 
     template = template or default_template()
-    rows = load_triples(triples)
+    rows = [r for r in load_triples(triples) if r["split"] in ("train", "validation")]
     bb = load_backbone(backbone, lora=lora, attn_implementation="sdpa", progress=progress)
+    if chat:
+        from .chat import chat_wrapped
+
+        template = chat_wrapped(template, bb)
     feats = extract_features(bb, template, rows, layers, progress=progress)
     results = []
     for layer in sorted(feats):
         x_tr, y_tr = split_arrays(rows, feats[layer], "train")
         x_va, y_va = split_arrays(rows, feats[layer], "validation")
         for config in configs:
-            fitted = fit_head(x_tr, y_tr, x_va, y_va, config)
-            results.append({"layer": layer, "head": describe(config), "config": asdict(config),
-                             **metrics.summary(y_va, fitted.predict(x_va))})
+            for norm in normalizations:
+                config = replace(config, normalize=norm)
+                fitted = fit_head(x_tr, y_tr, x_va, y_va, config)
+                results.append({"layer": layer, "head": describe(config), "normalize": norm, "config": asdict(config),
+                                **metrics.summary(y_va, fitted.predict(x_va))})
     return sorted(results, key=lambda r: -r["auroc"])
 
 
 def render_sweep(results: list[dict], title: str) -> str:
-    lines = [f"### {title}", "", "| layer | head | validation AUROC | accuracy | ECE | Brier |", "|---|---|---|---|---|---|"]
+    lines = [f"### {title}", "", "| layer | head | features | validation AUROC | accuracy | ECE | Brier |",
+             "|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['layer']} | {r['head']} | {r['auroc']:.3f} | {r['accuracy']:.3f} | {r['ece']:.3f} | "
-                     f"{r['brier']:.3f} |")
+        lines.append(f"| {r['layer']} | {r['head']} | {r.get('normalize', 'standard')} | {r['auroc']:.3f} | "
+                     f"{r['accuracy']:.3f} | {r['ece']:.3f} | {r['brier']:.3f} |")
     lines.append("\nThe isotonic calibrator is fit on the validation split, so ECE there is in-sample (near 0 by "
                  "construction); calibration is judged on the test split and the public suite.")
     return "\n".join(lines) + "\n"

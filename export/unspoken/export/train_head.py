@@ -23,6 +23,7 @@ from .head_graph import HeadParams, build_head_model, numpy_head, params_from_sk
 HEAD_CARD = "head.json"
 HEAD_FILE = "head.onnx"
 HEAD_SCHEMA = 1
+NORMALIZATIONS = ("standard", "l2", "none")
 
 
 @dataclass
@@ -33,10 +34,14 @@ class HeadConfig:
     c: float = 0.05  # logistic regression inverse penalty
     seed: int = 0
     max_iter: int = 400
+    normalize: str = "standard"  # "standard" (z-score), "l2" (unit length, then z-score) or "none"
 
     def __post_init__(self) -> None:
         if self.kind not in ("mlp", "linear"):
             raise InputError(f"head kind {self.kind!r} is not known; available: mlp, linear")
+        if self.normalize not in NORMALIZATIONS:
+            raise InputError(f"feature normalisation {self.normalize!r} is not known; available: "
+                             f"{', '.join(NORMALIZATIONS)}")
 
 
 @dataclass
@@ -59,8 +64,12 @@ def fit_head(x_train, y_train, x_cal, y_cal, config: HeadConfig) -> FittedHead:
 
     if len(set(np.asarray(y_train).tolist())) < 2 or len(set(np.asarray(y_cal).tolist())) < 2:
         raise InputError("both the train and the calibration rows need positive and negative labels")
-    scaler = StandardScaler().fit(x_train.astype(np.float64))
-    xt = scaler.transform(x_train.astype(np.float64))
+    l2 = config.normalize == "l2"
+    x_train = _unit(x_train) if l2 else x_train.astype(np.float64)
+    scaler = StandardScaler().fit(x_train)
+    if config.normalize == "none":  # identity scaler, so the graph and the parity checks stay one code path
+        scaler.mean_, scaler.scale_ = np.zeros(x_train.shape[1]), np.ones(x_train.shape[1])
+    xt = scaler.transform(x_train)
     if config.kind == "mlp":
         model = MLPClassifier(
             hidden_layer_sizes=config.hidden, alpha=config.alpha, max_iter=config.max_iter,
@@ -69,14 +78,21 @@ def fit_head(x_train, y_train, x_cal, y_cal, config: HeadConfig) -> FittedHead:
     else:
         model = LogisticRegression(C=config.c, max_iter=2000)
     model.fit(xt, y_train)
-    raw_cal = model.predict_proba(scaler.transform(x_cal.astype(np.float64)))[:, 1]
+    x_cal = _unit(x_cal) if l2 else x_cal.astype(np.float64)
+    raw_cal = model.predict_proba(scaler.transform(x_cal))[:, 1]
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(raw_cal, y_cal)
-    return FittedHead(params_from_sklearn(scaler, model, iso), config, sklearn=(scaler, model, iso))
+    return FittedHead(params_from_sklearn(scaler, model, iso, l2_normalize=l2), config, sklearn=(scaler, model, iso))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def sklearn_predict(fitted: FittedHead, features: np.ndarray) -> np.ndarray:
     scaler, model, iso = fitted.sklearn
-    return iso.predict(model.predict_proba(scaler.transform(features.astype(np.float64)))[:, 1])
+    x = _unit(features) if fitted.config.normalize == "l2" else features.astype(np.float64)
+    return iso.predict(model.predict_proba(scaler.transform(x))[:, 1])
 
 
 def write_head(fitted: FittedHead, out_dir: Path, *, card: dict, check_features: np.ndarray | None = None,
@@ -133,6 +149,7 @@ def train_head(
     template: PromptTemplate | None = None,
     config: HeadConfig | None = None,
     lora: str | Path | None = None,
+    chat: bool = False,
     batch_size: int = 16,
     progress: bool = True,
 ) -> dict:
@@ -145,6 +162,10 @@ def train_head(
     template = template or default_template(order, seed_cue)
     rows = load_triples(triples)
     bb = load_backbone(backbone, lora=lora, attn_implementation="sdpa", progress=progress)
+    if chat:
+        from .chat import chat_wrapped
+
+        template = chat_wrapped(template, bb)
     layer = layer or bb.default_layer()
     feats = extract_features(bb, template, rows, [layer], batch_size=batch_size, progress=progress)[layer]
     x_tr, y_tr = split_arrays(rows, feats, "train")

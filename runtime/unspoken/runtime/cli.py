@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, nargs="+", default=[256], help="MLP hidden layer sizes")
     p.add_argument("--alpha", type=float, default=1e-2, help="MLP L2 penalty")
     p.add_argument("--c", type=float, default=0.05, help="linear probe inverse L2 penalty")
+    p.add_argument("--normalize", choices=["standard", "l2", "none"], default="standard",
+                   help="feature normalisation before the head (l2: unit length, then standard)")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt in the backbone's chat template")
     p.add_argument("--lora", type=Path, help="LoRA adapter folder to merge first")
 
     p = sub.add_parser("train-lora", help="train the verdict LoRA on triples (needs the export extra)")
@@ -109,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", choices=["content-first", "criterion-first"], default="content-first")
     p.add_argument("--seed-cue", default="Assessment:")
     p.add_argument("--lora", type=Path, help="LoRA adapter folder to merge first")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt in the backbone's chat template")
+    p.add_argument("--normalize", nargs="+", choices=["standard", "l2", "none"], default=["standard"],
+                   help="feature normalisations to compare")
+    p.add_argument("--kinds", nargs="+", choices=["linear", "mlp"], default=["linear", "mlp"],
+                   help="head kinds to compare (linear: C 0.01/0.1/1; mlp: 64 and 256 hidden units)")
     p.add_argument("--out", type=Path, help="also write the table (markdown) and rows (JSON) here")
 
     p = sub.add_parser("eval", help="quality benchmark: bundles vs baselines on JSONL suites (needs the export extra)")

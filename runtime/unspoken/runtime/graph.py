@@ -2,6 +2,10 @@
 
 Inputs and outputs are bound with IOBinding to grow-only buffers, so the hot path allocates nothing once the largest
 shape has been seen. Tensor names come from the manifest and are checked against the graph at load.
+
+Bundles of schema 2 keep the token-embedding table out of the graph, in a .npy file that is memory-mapped and looked
+up here: a 49k x 576 (SmolLM2, 113 MB) or 262k x 640 (Gemma 3, 671 MB) float32 table then costs resident memory only
+for the rows of tokens actually seen, instead of all of it inside the ONNX Runtime session.
 """
 
 from __future__ import annotations
@@ -32,11 +36,25 @@ class BufferPool:
         return flat[:size].reshape(shape)
 
 
+def _load_table(path: Path, backbone: BackboneSpec) -> np.ndarray:
+    try:
+        table = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise BundleError(f"embedding table {path.name} cannot be read: {e}") from e
+    if table.ndim != 2 or table.shape[1] != backbone.hidden_size or table.dtype != np.float32:
+        raise BundleError(
+            f"embedding table {path.name} is {table.dtype} {list(table.shape)}; the manifest needs float32 "
+            f"[vocab, {backbone.hidden_size}]"
+        )
+    return table
+
+
 class BackboneGraph:
     """Runs ``hidden, presents = graph(input_ids, attention_mask, position_ids, past)``."""
 
     def __init__(self, path: str | Path, spec: GraphSpec, backbone: BackboneSpec, **session_kwargs) -> None:
         self.spec = spec
+        self.embeddings = _load_table(Path(path).parent / spec.embeddings, backbone) if spec.embeddings else None
         self.num_layers = spec.num_kv_layers
         self.kv_heads = backbone.num_kv_heads
         self.head_dim = backbone.head_dim
@@ -49,7 +67,8 @@ class BackboneGraph:
         self.buffers = BufferPool()
 
     def _check_io(self) -> None:
-        want_in = {self.spec.input_ids, self.spec.attention_mask, self.spec.position_ids}
+        first = self.spec.inputs_embeds if self.embeddings is not None else self.spec.input_ids
+        want_in = {first, self.spec.attention_mask, self.spec.position_ids}
         want_in |= {n for pair in self.past_names for n in pair}
         want_out = {self.spec.hidden_state} | {n for pair in self.present_names for n in pair}
         got_in = {i.name for i in self.session.get_inputs()}
@@ -80,7 +99,12 @@ class BackboneGraph:
         batch, seq = input_ids.shape
         past_len = past[0][0].shape[2] if past else 0
         io = self.session.io_binding()
-        io.bind_cpu_input(self.spec.input_ids, np.ascontiguousarray(input_ids, dtype=np.int64))
+        if self.embeddings is None:
+            io.bind_cpu_input(self.spec.input_ids, np.ascontiguousarray(input_ids, dtype=np.int64))
+        else:
+            embeds = self.buffers.view("inputs_embeds", (batch, seq, self.hidden_size), self.dtype)
+            np.take(self.embeddings, input_ids, axis=0, out=embeds)
+            io.bind_cpu_input(self.spec.inputs_embeds, embeds)
         io.bind_cpu_input(self.spec.attention_mask, np.ascontiguousarray(attention_mask, dtype=np.int64))
         io.bind_cpu_input(self.spec.position_ids, np.ascontiguousarray(position_ids, dtype=np.int64))
         for (kname, vname), (k, v) in zip(self.past_names, past):

@@ -18,7 +18,7 @@ from typing import Any
 from .errors import BindingError, BundleError
 from .template import PromptTemplate
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the embedding table may live outside the graph (graph.embeddings)
 MANIFEST_NAME = "manifest.json"
 
 
@@ -86,7 +86,7 @@ class GraphSpec:
     num_kv_layers: int
     opset: int
     dtype: str = "float32"
-    input_ids: str = "input_ids"  # int64 [batch, seq]
+    input_ids: str = "input_ids"  # int64 [batch, seq]; the graph's input unless `embeddings` is set
     attention_mask: str = "attention_mask"  # int64 [batch, past + seq]; 1 = attend
     position_ids: str = "position_ids"  # int64 [batch, seq]; always explicit
     past_key: str = "past_key_values.%d.key"  # float [batch, kv_heads, past, head_dim]
@@ -94,6 +94,11 @@ class GraphSpec:
     present_key: str = "present.%d.key"  # float [batch, kv_heads, past + seq, head_dim]
     present_value: str = "present.%d.value"
     hidden_state: str = "hidden_state"  # float [batch, seq, hidden]
+    # Schema 2: the token-embedding table as a .npy file [vocab, hidden] (already scaled the way the model scales it,
+    # e.g. Gemma's sqrt(hidden)); the runtime looks ids up in it (memory-mapped: only rows in use become resident)
+    # and feeds the graph `inputs_embeds` instead of `input_ids`. None: the table is inside the graph (schema 1).
+    embeddings: str | None = None
+    inputs_embeds: str = "inputs_embeds"  # float [batch, seq, hidden]; used only when `embeddings` is set
 
 
 @dataclass(frozen=True)
@@ -246,6 +251,8 @@ def load_manifest(bundle_dir: str | Path, *, verify_files: bool = True) -> tuple
     manifest = Manifest.from_dict(data)
     manifest.check_binding()
     needed = {manifest.graph.file, manifest.head.file, manifest.tokenizer.file}
+    if manifest.graph.embeddings:
+        needed.add(manifest.graph.embeddings)
     missing_from_list = sorted(needed - set(manifest.files))
     if missing_from_list:
         raise BundleError(f"manifest 'files' does not list {missing_from_list}")

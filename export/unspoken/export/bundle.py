@@ -142,6 +142,7 @@ def export_bundle(
             max_positions=int(getattr(cfg, "max_position_embeddings", 2048)),
             lora_sha256=bb.lora_sha256,
             lora_config=bb.lora_config,
+            sliding_window=_sliding_window(cfg),
         )
         manifest = Manifest(
             backbone=spec,
@@ -181,6 +182,11 @@ def export_bundle(
     steps.update()
     steps.close()
     return out_dir
+
+
+def _sliding_window(cfg) -> int | None:
+    window = getattr(cfg, "sliding_window", None)
+    return int(window) if window else None
 
 
 def _export_int8(manifest: Manifest, bb, decoder, card: dict, head_dir: Path, fp32_graph: Path, staging: Path,

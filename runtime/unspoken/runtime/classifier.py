@@ -13,9 +13,11 @@ from .errors import InputError
 from .graph import BackboneGraph
 from .head import HeadGraph
 from .manifest import Manifest, load_manifest
+from .prefix_cache import PrefixCache, PrefixCacheInfo
 from .template import PromptTokenizer
 
 DEFAULT_CHUNK = 16
+PREFILL_TOKENS = 4096  # padded tokens per multi-content prefill pass (bounds its activations and KV)
 
 
 def _check_text(value: object, what: str) -> str:
@@ -115,8 +117,11 @@ class Classifier:
         threads: ONNX Runtime intra-op threads (default: CPUs allowed by affinity and the container's quota).
         providers: ONNX Runtime execution providers (default CPU).
         session_options: an ``onnxruntime.SessionOptions`` to use as is.
-        chunk_size: criteria scored per batched pass; bounds memory for long criteria lists.
+        chunk_size: prompts scored per batched pass (criteria of one content, or of several contents); bounds
+            memory for long criteria lists.
         verify_files: check every file's sha256 against the manifest at load.
+        prefix_cache_mb: keep up to this many MiB of prefilled content KV in an LRU, so a content scored again
+            (with new criteria) skips its prefill; 0 (default) keeps none. Content-first bundles only.
     """
 
     def __init__(
@@ -128,6 +133,7 @@ class Classifier:
         session_options=None,
         chunk_size: int = DEFAULT_CHUNK,
         verify_files: bool = True,
+        prefix_cache_mb: float = 0,
     ) -> None:
         if bundle_dir is None:
             from .default_bundle import ensure_default_bundle
@@ -148,8 +154,13 @@ class Classifier:
             threads=threads, providers=providers, session_options=session_options,
         )
         self.head = HeadGraph(self.bundle_dir / m.head.file, m.head)
+        if isinstance(prefix_cache_mb, bool) or not isinstance(prefix_cache_mb, (int, float)) or not (
+                prefix_cache_mb >= 0):
+            raise InputError(f"prefix_cache_mb must be a number of MiB ≥ 0 (0 = off), got {prefix_cache_mb!r}")
         self.chunk_size = chunk_size
-        self._lock = threading.Lock()  # bound buffers are shared state
+        self._prefix = PrefixCache(int(prefix_cache_mb * 2**20)) if prefix_cache_mb and self.template.cacheable \
+            else None
+        self._lock = threading.Lock()  # bound buffers and the prefix cache are shared state
 
     # -- public API ---------------------------------------------------------------------------------------------
     def score(self, content: str, criteria: Sequence[str] | str, *, truncate: bool = False) -> list[float]:
@@ -172,9 +183,11 @@ class Classifier:
         """``score`` over many (content, criteria) pairs, in as few graph passes as possible.
 
         Items with one criterion (every item, on a criterion-first bundle) share right-padded full passes, sorted by
-        length to limit padding; an item with several criteria on a content-first bundle prefills its content once,
-        as ``score`` does. Scores equal ``score``'s (to 1e-6, like the cached and full paths). An unusable item
-        raises InputError naming ``items[i]`` before anything runs; ``truncate`` as in ``score``.
+        length to limit padding; items with several criteria on a content-first bundle prefill their contents
+        together (right-padded, one pass per group of similar lengths) and run their criteria as continuations,
+        rows of several contents per pass. Features equal ``score``'s up to float summation order (≤1e-5
+        relative; padding changes matmul shapes). An unusable item raises InputError naming ``items[i]`` before
+        anything runs; ``truncate`` as in ``score``.
         """
         return self.score_prepared(self._prepare_items(items, truncate))
 
@@ -263,6 +276,11 @@ class Classifier:
                 raise InputError(f"items[{i}]: {e}", field=field) from None
         return prepared
 
+    def prefix_cache_info(self) -> PrefixCacheInfo | None:
+        """Hits, misses, entries and bytes of the prefix cache; None when it is off."""
+        with self._lock:
+            return self._prefix.info() if self._prefix else None
+
     # -- features -----------------------------------------------------------------------------------------------
     def features(
         self,
@@ -290,47 +308,89 @@ class Classifier:
     ) -> Iterator[tuple[slice | np.ndarray, np.ndarray]]:
         """Yield (rows, seed-token features of a chunk of prompts) until every criterion of every item is done.
 
-        Rows count criteria item by item. An item with several criteria on a content-first bundle (or any item,
-        with ``use_cache=True``) prefills its content once and continues with chunks of criteria; the others' prompts
-        share right-padded full passes, sorted by length. A prompt's ids are built only for the chunk that runs it,
-        so memory is bounded by ``chunk_size``, not by the number of criteria.
+        Rows count criteria item by item. Items with several criteria on a content-first bundle (or any item, with
+        ``use_cache=True``) prefill their contents once (several contents per pass, see ``_cached_groups``) and
+        continue with chunks of criteria; the others' prompts share right-padded full passes, sorted by length. A
+        prompt's ids are built only for the chunk that runs it, so memory is bounded by ``chunk_size``, not by the
+        number of criteria.
         """
         content_first = self.template.cacheable
         singles: list[tuple[int, Prepared, int]] = []  # (row, item, criterion index)
+        cached: list[tuple[int, Prepared]] = []  # (first row, item)
         row = 0
         for p in prepared:
-            cached = (content_first and p.n > 1) if use_cache is None else use_cache
-            if cached:
-                for start, feats in self._features_cached(p.content_ids, p.criterion_ids):
-                    yield slice(row + start, row + start + len(feats)), feats
+            if (content_first and p.n > 1) if use_cache is None else use_cache:
+                cached.append((row, p))
             else:
                 singles.extend((row + j, p, j) for j in range(p.n))
             row += p.n
+        for group in self._cached_groups(cached):
+            yield from self._features_cached(group)
         singles.sort(key=lambda s: len(s[1].content_ids) + len(s[1].criterion_ids[s[2]]))
         for start, feats in self._features_full(len(singles), lambda k: singles[k][1].prompt_ids(singles[k][2],
                                                                                                   content_first)):
             yield np.asarray([r for r, _, _ in singles[start : start + len(feats)]], dtype=np.int64), feats
 
-    def _features_cached(self, head_ids: list[int], tails: list[list[int]]) -> Iterator[tuple[int, np.ndarray]]:
+    def _cached_groups(self, cached: list[tuple[int, Prepared]]) -> Iterator[list[tuple[int, Prepared]]]:
+        """Items whose contents are prefilled together: similar lengths (sorted), at most ``chunk_size`` contents and
+        ``PREFILL_TOKENS`` padded tokens, and, on sliding-window backbones, padded prompts that fit in the window
+        (padding shifts the window; within it the result is exact). Schema-1 bundles do not record the window, so
+        there every content is prefilled alone."""
+        m = self.manifest
+        window = m.backbone.sliding_window if m.schema_version >= 2 else 0
+        group: list[tuple[int, Prepared]] = []
+        tail = 0
+        for item in sorted(cached, key=lambda rp: len(rp[1].content_ids)):
+            width = len(item[1].content_ids)  # sorted: the newest item is the widest
+            item_tail = max(len(t) for t in item[1].criterion_ids)
+            if group and not (len(group) < self.chunk_size and width * (len(group) + 1) <= PREFILL_TOKENS
+                              and (window is None or width + max(tail, item_tail) <= window)):
+                yield group
+                group, tail = [], 0
+            group.append(item)
+            tail = max(tail, item_tail)
+        if group:
+            yield group
+
+    def _features_cached(self, group: list[tuple[int, Prepared]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Prefill the group's contents (those not in the prefix cache) in one right-padded pass, then run every
+        (content, criterion) row as a continuation, ``chunk_size`` rows per pass. A row's past is its own content's
+        KV, zero-padded to the widest content of the chunk and masked there; its positions continue from its own
+        content's length, so each row computes what it would alone."""
         g = self.graph
-        n_head = len(head_ids)
-        ids = np.asarray([head_ids], dtype=np.int64)
-        _, presents = g.run(
-            ids, np.ones_like(ids), np.arange(n_head, dtype=np.int64)[None], g.empty_past(1), present_slot="prefill"
-        )
-        for start in range(0, len(tails), self.chunk_size):
-            chunk = tails[start : start + self.chunk_size]
-            ids, mask, lengths = self._right_pad(chunk)
+        lens = [len(p.content_ids) for _, p in group]
+        sources: list[list | None] = [None] * len(group)
+        keys = [PrefixCache.key(p.content_ids) for _, p in group] if self._prefix else []
+        if self._prefix:
+            sources = [self._prefix.get(k) for k in keys]
+        misses = [i for i, src in enumerate(sources) if src is None]
+        if misses:
+            ids, mask, lengths = self._right_pad([group[i][1].content_ids for i in misses])
             b, s = ids.shape
-            full_mask = np.concatenate([np.ones((b, n_head), dtype=np.int64), mask], axis=1)
-            positions = np.broadcast_to(np.arange(n_head, n_head + s, dtype=np.int64), (b, s))
-            past = g.expand_past(presents, b)
+            positions = np.broadcast_to(np.arange(s, dtype=np.int64), (b, s))
+            _, presents = g.run(ids, mask, positions, g.empty_past(b), present_slot="prefill")
+            for j, i in enumerate(misses):
+                sources[i] = [(k[j, :, : lens[i]], v[j, :, : lens[i]]) for k, v in presents]  # views, no copy
+                if self._prefix:
+                    self._prefix.put(keys[i], sources[i])
+        rows = [(row + j, i, p.criterion_ids[j]) for i, (row, p) in enumerate(group) for j in range(p.n)]
+        for start in range(0, len(rows), self.chunk_size):
+            chunk = rows[start : start + self.chunk_size]
+            ids, mask, lengths = self._right_pad([t for _, _, t in chunk])
+            b, s = ids.shape
+            own = np.asarray([lens[i] for _, i, _ in chunk], dtype=np.int64)
+            width = int(own.max())
+            full_mask = np.zeros((b, width + s), dtype=np.int64)
+            full_mask[:, :width] = np.arange(width)[None, :] < own[:, None]
+            full_mask[:, width:] = mask
+            positions = own[:, None] + np.arange(s, dtype=np.int64)[None, :]
+            past = g.gather_past([sources[i] for _, i, _ in chunk], width)
             hidden, scratch = g.run(ids, full_mask, positions, past)
             seeds = hidden[np.arange(b), lengths - 1]  # a copy
             # Hold no view of the reused buffers between chunks: when a wider chunk makes one grow, the old one is
             # freed at once instead of living on beside the new one.
             del past, hidden, scratch
-            yield start, seeds
+            yield np.asarray([r for r, _, _ in chunk], dtype=np.int64), seeds
 
     def _features_full(self, n: int, prompt: Callable[[int], list[int]]) -> Iterator[tuple[int, np.ndarray]]:
         g = self.graph

@@ -18,6 +18,9 @@ EXIT_USER_ERROR = 2
 def _add_runtime_options(p: argparse.ArgumentParser, *, truncate: bool = True) -> None:
     p.add_argument("--bundle", type=Path, help="bundle folder (default: the default bundle, built on first use)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: CPUs available to this process)")
+    p.add_argument("--prefix-cache-mb", type=float, default=0, metavar="MiB",
+                   help="keep prefilled KV of recent contents (content-first bundles), so a content scored again "
+                        "skips its prefill (default 0: off)")
     if not truncate:  # serve: each request says whether to truncate ("truncate": true)
         return
     p.add_argument("--truncate", action="store_true",
@@ -167,7 +170,7 @@ def _argument(value: str, what: str) -> str:
 def _classifier(args):
     from .classifier import Classifier
 
-    return Classifier(args.bundle, threads=args.threads)
+    return Classifier(args.bundle, threads=args.threads, prefix_cache_mb=args.prefix_cache_mb)
 
 
 def cmd_classify(args) -> int:
@@ -195,7 +198,7 @@ def cmd_serve(args) -> int:
     config = ServeConfig(
         bundle=args.bundle, threads=args.threads, host=args.host, port=args.port, max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_body_bytes=args.max_body_bytes,
-        shutdown_timeout_s=args.shutdown_timeout, access_log=args.access_log,
+        shutdown_timeout_s=args.shutdown_timeout, access_log=args.access_log, prefix_cache_mb=args.prefix_cache_mb,
     )
     try:
         from .serve import server

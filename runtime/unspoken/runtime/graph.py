@@ -127,14 +127,25 @@ class BackboneGraph:
     def _bind_out(io, name: str, arr: np.ndarray) -> None:
         io.bind_output(name, "cpu", 0, arr.dtype, list(arr.shape), arr.ctypes.data)
 
-    def expand_past(self, presents: list[tuple[np.ndarray, np.ndarray]], batch: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Copy a batch-1 KV cache into reused [batch, ...] buffers (ONNX attention does not broadcast batch)."""
-        out = []
-        for (kname, vname), (k, v) in zip(self.past_names, presents):
-            shape = (batch,) + k.shape[1:]
-            kb = self.buffers.view(f"past:{kname}", shape, self.dtype)
-            vb = self.buffers.view(f"past:{vname}", shape, self.dtype)
-            kb[...] = k
-            vb[...] = v
-            out.append((kb, vb))
+    def gather_past(self, sources: list[list[tuple[np.ndarray, np.ndarray]]], width: int
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Row r's KV from ``sources[r]`` (per layer (key, value) [kv_heads, t_r, head_dim]), right-padded with zeros
+        to ``width`` in reused [rows, kv_heads, width, head_dim] buffers. Rows that share one source (the same
+        object) are filled by one broadcast copy per layer (ONNX attention does not broadcast batch)."""
+        rows = len(sources)
+        shape = (rows, self.kv_heads, width, self.head_dim)
+        out = [(self.buffers.view(f"past:{k}", shape, self.dtype), self.buffers.view(f"past:{v}", shape, self.dtype))
+               for k, v in self.past_names]
+        groups: dict[int, tuple[list, list[int]]] = {}
+        for r, src in enumerate(sources):
+            groups.setdefault(id(src), (src, []))[1].append(r)
+        for src, members in groups.values():
+            sel = slice(members[0], members[-1] + 1) if members[-1] - members[0] + 1 == len(members) else members
+            t = src[0][0].shape[1]
+            for (kb, vb), (k, v) in zip(out, src):
+                kb[sel, :, :t] = k
+                vb[sel, :, :t] = v
+                if t < width:  # padded slots are masked out, but must hold numbers: 0 * NaN would still be NaN
+                    kb[sel, :, t:] = 0
+                    vb[sel, :, t:] = 0
         return out

@@ -76,6 +76,9 @@ class BackboneSpec:
     max_positions: int  # longest prompt (tokens) the backbone was trained for
     lora_sha256: str | None = None  # sha256 of the merged adapter's weights file
     lora_config: dict | None = None  # the adapter's peft config, as written by peft
+    # Attention window of sliding-window layers (Gemma), None when every layer sees the whole prompt. The runtime
+    # batches several contents' KV side by side (padded) only while a padded prompt still fits in the window.
+    sliding_window: int | None = None
 
 
 @dataclass(frozen=True)

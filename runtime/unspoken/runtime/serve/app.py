@@ -65,7 +65,8 @@ class Service:
     def _default_factory(self):
         from ..classifier import Classifier
 
-        return Classifier(self.config.bundle, threads=self.config.threads)
+        return Classifier(self.config.bundle, threads=self.config.threads,
+                          prefix_cache_mb=self.config.prefix_cache_mb)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def start_loading(self) -> threading.Thread:

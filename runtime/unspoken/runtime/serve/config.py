@@ -22,10 +22,12 @@ class ServeConfig:
     max_body_bytes: int = 1 << 20  # larger request bodies are answered 413
     shutdown_timeout_s: float = 30.0  # on SIGTERM/SIGINT, how long in-flight requests may take to finish
     access_log: bool = False
+    prefix_cache_mb: float = 0  # MiB of prefilled content KV kept for contents scored again (0: off)
 
     def __post_init__(self) -> None:
         checks = [
             (self.max_batch >= 1, "--max-batch must be at least 1"),
+            (self.prefix_cache_mb >= 0, "--prefix-cache-mb must be at least 0"),
             (self.max_wait_ms >= 0, "--max-wait-ms must not be negative"),
             (self.max_queue >= self.max_batch, "--max-queue must be at least --max-batch"),
             (self.max_body_bytes >= 1024, "--max-body-bytes must be at least 1024"),

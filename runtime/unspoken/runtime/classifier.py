@@ -276,6 +276,12 @@ class Classifier:
                 raise InputError(f"items[{i}]: {e}", field=field) from None
         return prepared
 
+    def clear_prefix_cache(self) -> None:
+        """Drop every cached content KV (the counters stay)."""
+        with self._lock:
+            if self._prefix:
+                self._prefix.clear()
+
     def prefix_cache_info(self) -> PrefixCacheInfo | None:
         """Hits, misses, entries and bytes of the prefix cache; None when it is off."""
         with self._lock:
@@ -308,8 +314,8 @@ class Classifier:
     ) -> Iterator[tuple[slice | np.ndarray, np.ndarray]]:
         """Yield (rows, seed-token features of a chunk of prompts) until every criterion of every item is done.
 
-        Rows count criteria item by item. Items with several criteria on a content-first bundle (or any item, with
-        ``use_cache=True``) prefill their contents once (several contents per pass, see ``_cached_groups``) and
+        Rows count criteria item by item. Items with several criteria on a content-first bundle (any of its items
+        when the prefix cache is on; any item with ``use_cache=True``) prefill their contents once (several contents per pass, see ``_cached_groups``) and
         continue with chunks of criteria; the others' prompts share right-padded full passes, sorted by length. A
         prompt's ids are built only for the chunk that runs it, so memory is bounded by ``chunk_size``, not by the
         number of criteria.
@@ -319,7 +325,9 @@ class Classifier:
         cached: list[tuple[int, Prepared]] = []  # (first row, item)
         row = 0
         for p in prepared:
-            if (content_first and p.n > 1) if use_cache is None else use_cache:
+            # One criterion: a full pass is cheaper than prefill + continuation, unless the prefix cache is on (the
+            # content may be in it already, or be asked about again).
+            if (content_first and (p.n > 1 or self._prefix is not None)) if use_cache is None else use_cache:
                 cached.append((row, p))
             else:
                 singles.extend((row + j, p, j) for j in range(p.n))

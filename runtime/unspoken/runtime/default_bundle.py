@@ -17,19 +17,21 @@ def default_head_dir() -> Path:
     return shipped_heads_dir() / DEFAULT_HEAD
 
 
-def default_bundle_dir() -> Path:
-    """Cache folder of the default bundle; its name changes whenever the shipped head changes."""
+def default_bundle_dir(quantize: str | None = None) -> Path:
+    """Cache folder of the default bundle (``quantize="int8"``: its int8 variant); its name changes whenever the
+    shipped head changes."""
     head_dir = default_head_dir()
     card = head_dir / "head.json"
     if not card.is_file():
         raise BundleError(f"the shipped default head is missing ({card}); pass a bundle folder explicitly")
     tag = json.loads(card.read_text(encoding="utf-8")).get("head_sha256", "unknown")[:12]
-    return cache_dir() / "bundles" / f"{DEFAULT_HEAD}-{tag}"
+    return cache_dir() / "bundles" / f"{DEFAULT_HEAD}-{tag}{'-' + quantize if quantize else ''}"
 
 
-def ensure_default_bundle(progress: bool = True) -> Path:
-    """Return the default bundle folder, exporting it first if it is not cached yet."""
-    target = default_bundle_dir()
+def ensure_default_bundle(progress: bool = True, quantize: str | None = None) -> Path:
+    """Return the default bundle folder, exporting it first if it is not cached yet. ``quantize="int8"``: the
+    int8 variant (``unspoken export --quantize int8``; a few minutes to build, the head is refit on int8 features)."""
+    target = default_bundle_dir(quantize)
     if (target / MANIFEST_NAME).is_file():
         return target
     try:
@@ -40,10 +42,11 @@ def ensure_default_bundle(progress: bool = True) -> Path:
             "(pip install 'unspoken[export]'); or pass a bundle folder (--bundle DIR / Classifier(DIR))"
         ) from e
     if progress:
-        print(f"unspoken: building the default bundle into {target} (once; later runs reuse it)", file=sys.stderr)
+        what = f"the {quantize} default bundle" if quantize else "the default bundle"
+        print(f"unspoken: building {what} into {target} (once; later runs reuse it)", file=sys.stderr)
     tmp = target.with_name(f"{target.name}.partial{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    export_bundle(DEFAULT_BACKBONE, out_dir=tmp, head_dir=default_head_dir(), progress=progress)
+    export_bundle(DEFAULT_BACKBONE, out_dir=tmp, head_dir=default_head_dir(), progress=progress, quantize=quantize)
     try:
         tmp.rename(target)
     except OSError:  # another process finished the same bundle first: keep theirs

@@ -1,7 +1,8 @@
 """Throughput of `unspoken serve` with micro-batching against batch size 1, and what overload does.
 
     python benchmarks/serve_load.py [--bundle DIR] [--requests 400] [--concurrency 8] [--rounds 3]
-                                    [--configs 1:0,8:2,16:2] [--content short|long] [--threads 1]
+                                    [--configs 1:0,8:2,16:2] [--content short|long] [--criteria-per-request 1]
+                                    [--threads 1]
                                     [--out benchmarks/results/serve_load.json]
 
 Each config is ``max_batch:max_wait_ms``. One server per config runs for the whole benchmark; rounds interleave the
@@ -30,10 +31,12 @@ from unspoken.runtime.serve.loadtest import ServerProcess, call, metric_value, r
 SHORT = "I used to hate this product, but honestly now I love it."
 
 
-def payloads(n: int, content: str) -> list[dict]:
-    """Distinct single-criterion requests (micro-batching joins requests; several criteria batch on their own)."""
+def payloads(n: int, content: str, criteria: int = 1) -> list[dict]:
+    """Distinct requests of ``criteria`` criteria each (micro-batching joins requests: single-criterion items share
+    full passes; items with several criteria share one padded prefill and mixed continuation passes)."""
     base = SHORT if content == "short" else CONTENT
-    return [{"content": f"{base} (#{i})", "criteria": [CRITERIA[i % len(CRITERIA)]]} for i in range(n)]
+    return [{"content": f"{base} (#{i})", "criteria": [CRITERIA[(i + j) % len(CRITERIA)] for j in range(criteria)]}
+            for i in range(n)]
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -95,6 +98,7 @@ def main() -> None:
     ap.add_argument("--configs", default="1:0,8:2,16:2", help="comma-separated max_batch:max_wait_ms")
     ap.add_argument("--content", choices=["short", "long"], default="short",
                     help="short: one sentence (~40 prompt tokens); long: the latency benchmark's review (~150)")
+    ap.add_argument("--criteria-per-request", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per server")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -105,7 +109,7 @@ def main() -> None:
 
         bundle = str(ensure_default_bundle())
     common = ["--bundle", bundle, "--threads", str(args.threads)]
-    bodies = payloads(args.requests, args.content)
+    bodies = payloads(args.requests, args.content, args.criteria_per_request)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     servers = {}
     try:
@@ -125,7 +129,8 @@ def main() -> None:
             r["cpu_per_request_gain_vs_" + configs[0]] = round(
                 base["median_server_cpu_ms_per_request"] / r["median_server_cpu_ms_per_request"], 3)
     report = {
-        "bundle": bundle, "content": args.content, "requests": args.requests, "concurrency": args.concurrency,
+        "bundle": bundle, "content": args.content, "criteria_per_request": args.criteria_per_request,
+        "requests": args.requests, "concurrency": args.concurrency,
         "rounds": args.rounds, "threads": args.threads, "cpus": os.cpu_count(), "platform": platform.platform(),
         "versions": _versions(), "configs": results, "overload": overload(common, payloads(400, args.content)),
     }

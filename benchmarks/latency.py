@@ -21,7 +21,8 @@ Per-pair methods ((a), (b)) cost the same per decision whatever the number of cr
 interleaved within each cell, so machine noise hits all alike; the report gives p50/p95 ms per decision and ratios
 to (a) from the same run. It also measures the matmul rate (ONNX Runtime, same threads) and gives the FLOP lower
 bound and % attainment of the fp32 prefill; and cold start and peak RSS of a fresh process that imports the
-runtime, loads the bundle and scores once (page cache warm). Versions, threads and token counts are recorded.
+runtime, loads the bundle and scores once (page cache warm); and the throughput of ``score_many`` over many
+contents (prefilled together) against one call per content. Versions, threads and token counts are recorded.
 Output: JSON, a markdown table and a PNG plot in ``benchmarks/results/``.
 """
 
@@ -316,6 +317,8 @@ def main() -> None:
             report_cells.append(cell)
             _print_cell(cell)
 
+    throughput = many_contents(clf, args.repeats)
+    print(f"many contents: {json.dumps(throughput)}")
     report = {
         "bundle": str(clf.bundle_dir),
         "int8_bundle": str(int8.bundle_dir) if int8 else None,
@@ -335,6 +338,7 @@ def main() -> None:
                        "int8": cold_start(int8.bundle_dir, threads, args.cold_runs) if int8 else None},
         "versions": _versions(),
         "cells": report_cells,
+        "many_contents": throughput,
     }
     report["targets"] = targets(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -344,6 +348,21 @@ def main() -> None:
     plot(report, args.out.with_suffix(".png"))
     print(table)
     print(f"wrote {args.out}, {args.out.with_suffix('.md')}, {args.out.with_suffix('.png')}")
+
+
+def many_contents(clf, repeats: int, contents: int = 16, tokens: int = 64, criteria: int = 4) -> dict:
+    """Throughput of ``score_many`` (contents prefilled together, continuations mixed) against one ``score`` call
+    per content, on distinct contents of about ``tokens`` tokens with ``criteria`` criteria each."""
+    base, _ = content_of(clf, tokens - 4)
+    items = [(f"({i}) {base}", CRITERIA[i % 8 : i % 8 + criteria]) for i in range(contents)]
+    samples = measure_cell({"one_content_per_call": lambda: [clf.score(c, k) for c, k in items],
+                            "score_many": lambda: clf.score_many(items)}, repeats)
+    decisions = contents * criteria
+    out = {name: {"decisions_per_s": decisions / float(np.percentile(v, 50)), "samples": len(v)}
+           for name, v in samples.items()}
+    out["score_many_speedup"] = out["score_many"]["decisions_per_s"] / out["one_content_per_call"]["decisions_per_s"]
+    out.update({"contents": contents, "content_tokens": tokens, "criteria_per_content": criteria})
+    return out
 
 
 def _find(report: dict, n: int, k: int) -> dict | None:
@@ -415,6 +434,12 @@ def render_table(report: dict) -> str:
     for name, value in report["targets"].items():
         lines.append(f"| {name} | {value:.2f} |")
     cold = report["cold_start"]
+    mc = report.get("many_contents")
+    if mc:
+        lines += ["", f"Many contents ({mc['contents']} contents of ~{mc['content_tokens']} tokens, "
+                      f"{mc['criteria_per_content']} criteria each): score_many "
+                      f"{mc['score_many']['decisions_per_s']:.0f} decisions/s vs one call per content "
+                      f"{mc['one_content_per_call']['decisions_per_s']:.0f} (x{mc['score_many_speedup']:.2f})."]
     lines += ["", f"Matmul rate {report['matmul_rate_gflops']:.1f} GFLOP/s (ONNX Runtime, {report['threads']} threads, "
               f"{'x'.join(map(str, report['matmul_shape']))}). Cold start (fresh process: import, load, first score; "
               f"page cache warm) and peak RSS: fp32 {cold['fp32']['cold_start_s']:.2f} s, "

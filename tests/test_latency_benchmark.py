@@ -31,5 +31,6 @@ def test_latency_benchmark_writes_every_method_and_target(tiny_bundles, tmp_path
     assert report["cold_start"]["fp32"]["torch_imported"] is False
     assert report["cold_start"]["fp32"]["peak_rss_mib"] > 0 and report["versions"]["onnxruntime"]
     assert "default bundle peak RSS MiB (<= 600)" in report["targets"]
+    assert report["many_contents"]["score_many_speedup"] > 0
     assert out.with_suffix(".png").stat().st_size > 1000
     assert "| content tokens | criteria |" in out.with_suffix(".md").read_text()

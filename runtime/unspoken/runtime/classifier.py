@@ -17,7 +17,7 @@ from .prefix_cache import PrefixCache, PrefixCacheInfo
 from .template import PromptTokenizer
 
 DEFAULT_CHUNK = 16
-PREFILL_TOKENS = 4096  # padded tokens per multi-content prefill pass (bounds its activations and KV)
+PREFILL_TOKENS = 2048  # padded tokens per multi-content prefill pass (bounds its activations and KV buffers)
 
 
 def _check_text(value: object, what: str) -> str:

@@ -462,7 +462,7 @@ def plot(report: dict, path: Path) -> None:
     for c in report["cells"]:
         counts[c["content_tokens"]] = counts.get(c["content_tokens"], 0) + 1
     lengths = sorted(n for n, count in counts.items() if count > 1) or sorted(counts)  # the target cell stands alone
-    fig, axes = plt.subplots(1, len(lengths), figsize=(4.2 * len(lengths), 3.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(lengths), figsize=(4.2 * len(lengths), 4.4), sharey=True, squeeze=False)
     for ax, n in zip(axes[0], lengths):
         cells = sorted((c for c in report["cells"] if c["content_tokens"] == n), key=lambda c: c["criteria"])
         for name in ORDER:
@@ -478,9 +478,10 @@ def plot(report: dict, path: Path) -> None:
         ax.set_xlabel("criteria per content")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("ms per decision (p50)")
-    axes[0][-1].legend(fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.suptitle(f"{report['backbone']} L{report['extraction_layer']}, {report['threads']} threads", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

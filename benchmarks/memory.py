@@ -62,10 +62,12 @@ def _reset_peak() -> bool:
 
 def child(bundle: str | None, n: int, chunk_size: int | None, threads: int | None) -> dict:
     """Measure one count in this (fresh) process."""
-    from unspoken.runtime import Classifier
+    from unspoken.runtime import Classifier, classifier
     from unspoken.runtime.classifier import DEFAULT_CHUNK
 
     chunk = chunk_size or DEFAULT_CHUNK
+    if chunk_size:  # exactly this many criteria per pass: lift the runtime's rows x tokens bound as well
+        classifier.CONTINUATION_TOKENS = 1 << 40
     clf = Classifier(bundle, threads=threads, chunk_size=chunk)
     rss_loaded = (_status_kib("VmRSS") or 0) * 1024
     crit = criteria(n)
@@ -121,7 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bundle", type=Path, help="bundle folder (default: the default bundle)")
     ap.add_argument("--counts", type=int, nargs="+", default=[10, 100, 1000, 4000])
-    ap.add_argument("--chunk-size", type=int, help="criteria per batched pass (default: the Classifier's)")
+    ap.add_argument("--chunk-size", type=int, help="criteria per batched pass (default: the Classifier's, which "
+                                                    "also caps rows x tokens per pass; given here, it is exact)")
     ap.add_argument("--threads", type=int)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "memory.json")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)

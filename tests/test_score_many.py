@@ -157,3 +157,29 @@ def test_prefix_cache_size_must_be_a_non_negative_number(bad, tiny_bundles):
 
     with pytest.raises(InputError, match="prefix_cache_mb"):
         Classifier(tiny_bundles[("llama", "content-first")], prefix_cache_mb=bad)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_long_content_is_prefilled_in_slices_and_continued_in_small_passes(arch, tiny_bundles, monkeypatch):
+    """Sliced prefill and the rows-x-tokens bound change only how the work is cut, not the result (tiny Gemma's
+    8-token sliding window is crossed by every slice)."""
+    import numpy as np
+
+    from unspoken.runtime import Classifier, classifier
+
+    clf = Classifier(tiny_bundles[(arch, "content-first")])
+    content = "A long message about cafes, films, phones and the weather in several towns. " * 6
+    criteria = ["About cafes?", "About films?", "Mentions rain.", "x"]
+    long_way = clf.features(content, criteria, use_cache=False)  # one full pass per criterion
+    monkeypatch.setattr(classifier, "PREFILL_SLICE", 16)
+    monkeypatch.setattr(classifier, "CONTINUATION_TOKENS", 1)  # one row per continuation pass
+    calls = _count_prefills(clf)
+    sliced = clf.features(content, criteria)
+    n_content = len(clf.prepare(content, criteria).content_ids)
+    assert calls.count("prefill0") + calls.count("prefill1") == -(-n_content // 16) > 1
+    assert calls.count("scratch") == len(criteria)
+    assert (np.abs(sliced - long_way).max(axis=1) / np.abs(long_way).max(axis=1)).max() <= 1e-5
+    calls.clear()
+    single = clf.score(content, criteria[:1])  # a long content takes the sliced path even for one criterion
+    assert calls.count("prefill0") > 0
+    assert single == pytest.approx(clf.score(content, criteria)[:1], abs=1e-6)

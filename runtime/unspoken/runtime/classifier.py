@@ -18,6 +18,13 @@ from .template import PromptTokenizer
 
 DEFAULT_CHUNK = 16
 PREFILL_TOKENS = 2048  # padded tokens per multi-content prefill pass (bounds its activations and KV buffers)
+# Rows x (past + new) tokens per continuation pass. The graph needs each row's past as its own copy (ONNX attention
+# does not broadcast batch), so without this bound 16 rows over a 1,024-token content held ~1 GB of KV buffers.
+CONTINUATION_TOKENS = 4096
+# A content longer than this is prefilled in slices of this many tokens, each continuing from the KV of the ones
+# before: the attention scores of one pass are [heads, slice, past] instead of [heads, T, T] (a 4,000-token content
+# in one pass peaked at 3.7 GB on SmolLM2).
+PREFILL_SLICE = 512
 
 
 def _check_text(value: object, what: str) -> str:
@@ -326,8 +333,9 @@ class Classifier:
         row = 0
         for p in prepared:
             # One criterion: a full pass is cheaper than prefill + continuation, unless the prefix cache is on (the
-            # content may be in it already, or be asked about again).
-            if (content_first and (p.n > 1 or self._prefix is not None)) if use_cache is None else use_cache:
+            # content may be in it already, or be asked about again) or the content is long (sliced prefill).
+            if (content_first and (p.n > 1 or self._prefix is not None or len(p.content_ids) > PREFILL_SLICE)
+                    if use_cache is None else use_cache):
                 cached.append((row, p))
             else:
                 singles.extend((row + j, p, j) for j in range(p.n))
@@ -362,7 +370,8 @@ class Classifier:
 
     def _features_cached(self, group: list[tuple[int, Prepared]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Prefill the group's contents (those not in the prefix cache) in one right-padded pass, then run every
-        (content, criterion) row as a continuation, ``chunk_size`` rows per pass. A row's past is its own content's
+        (content, criterion) row as a continuation, ``chunk_size`` rows per pass (fewer for long contents, so rows x
+        tokens stays within ``CONTINUATION_TOKENS``). A row's past is its own content's
         KV, zero-padded to the widest content of the chunk and masked there; its positions continue from its own
         content's length, so each row computes what it would alone."""
         g = self.graph
@@ -372,18 +381,23 @@ class Classifier:
         if self._prefix:
             sources = [self._prefix.get(k) for k in keys]
         misses = [i for i, src in enumerate(sources) if src is None]
-        if misses:
+        if len(misses) == 1 and lens[misses[0]] > PREFILL_SLICE:
+            sources[misses[0]] = self._prefill_sliced(group[misses[0]][1].content_ids)
+        elif misses:
             ids, mask, lengths = self._right_pad([group[i][1].content_ids for i in misses])
             b, s = ids.shape
             positions = np.broadcast_to(np.arange(s, dtype=np.int64), (b, s))
             _, presents = g.run(ids, mask, positions, g.empty_past(b), present_slot="prefill")
             for j, i in enumerate(misses):
                 sources[i] = [(k[j, :, : lens[i]], v[j, :, : lens[i]]) for k, v in presents]  # views, no copy
-                if self._prefix:
-                    self._prefix.put(keys[i], sources[i])
+        if self._prefix:
+            for i in misses:
+                self._prefix.put(keys[i], sources[i])
         rows = [(row + j, i, p.criterion_ids[j]) for i, (row, p) in enumerate(group) for j in range(p.n)]
-        for start in range(0, len(rows), self.chunk_size):
-            chunk = rows[start : start + self.chunk_size]
+        longest = max(lens) + max(len(t) for _, _, t in rows)
+        per_pass = max(1, min(self.chunk_size, CONTINUATION_TOKENS // longest))
+        for start in range(0, len(rows), per_pass):
+            chunk = rows[start : start + per_pass]
             ids, mask, lengths = self._right_pad([t for _, _, t in chunk])
             b, s = ids.shape
             own = np.asarray([lens[i] for _, i, _ in chunk], dtype=np.int64)
@@ -399,6 +413,19 @@ class Classifier:
             # freed at once instead of living on beside the new one.
             del past, hidden, scratch
             yield np.asarray([r for r, _, _ in chunk], dtype=np.int64), seeds
+
+    def _prefill_sliced(self, ids: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One content's KV, prefilled ``PREFILL_SLICE`` tokens at a time as KV continuations (two buffer slots in
+        turn, so a pass never writes the past it reads). Equal to one pass up to float summation order."""
+        g = self.graph
+        past, done, slot = g.empty_past(1), 0, 0
+        while done < len(ids):
+            end = min(len(ids), done + PREFILL_SLICE)
+            x = np.asarray([ids[done:end]], dtype=np.int64)
+            _, past = g.run(x, np.ones((1, end), dtype=np.int64), np.arange(done, end, dtype=np.int64)[None], past,
+                            present_slot=f"prefill{slot}")
+            done, slot = end, 1 - slot
+        return [(k[0], v[0]) for k, v in past]
 
     def _features_full(self, n: int, prompt: Callable[[int], list[int]]) -> Iterator[tuple[int, np.ndarray]]:
         g = self.graph

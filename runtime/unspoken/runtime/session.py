@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -61,6 +62,24 @@ def make_session(
     elif threads:
         session_options.intra_op_num_threads = threads
     try:
-        return ort.InferenceSession(str(path), session_options, providers=providers)
+        session = ort.InferenceSession(str(path), session_options, providers=providers)
     except Exception as e:  # ORT raises its own Fail/InvalidGraph types
         raise BundleError(f"ONNX Runtime cannot load {path}: {e}") from e
+    release_freed_memory()
+    return session
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed while loading back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
+
+    Loading a graph frees its parsed protobuf after the weights are placed; depending on which thread's malloc arena
+    held it, glibc may keep ~170 MB of it (SmolLM2's graph) as free heap, which then counts as resident memory for
+    the life of the process. Measured: 468 -> 288 MiB of anonymous memory after loading the default bundle."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # musl or another libc: nothing to do
+        pass

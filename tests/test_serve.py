@@ -279,3 +279,17 @@ def test_serving_imports_no_torch():
             "print([m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'sklearn', 'ray')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@needs_export
+def test_prefix_cache_metrics(bundle):
+    """--prefix-cache-mb reaches the classifier and /metrics reports its hits."""
+    with ServerProcess(["--bundle", str(bundle), *COMMON, "--prefix-cache-mb", "4"]) as srv:
+        for criteria in (["Likes it."], ["Mentions rain.", "Is short."]):
+            body = {"content": "Rain all week, and I love it.", "criteria": criteria}
+            assert post(srv.url, "/v1/score", body)[0] == 200
+        text = call(srv.url, "GET", "/metrics")[2].decode()
+    assert metric_value(text, "unspoken_prefix_cache_hits") == 1
+    assert metric_value(text, "unspoken_prefix_cache_misses") == 1
+    assert metric_value(text, "unspoken_prefix_cache_entries") == 1
+    assert metric_value(text, "unspoken_prefix_cache_bytes") > 0

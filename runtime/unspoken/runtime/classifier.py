@@ -290,9 +290,10 @@ class Classifier:
                 self._prefix.clear()
 
     def prefix_cache_info(self) -> PrefixCacheInfo | None:
-        """Hits, misses, entries and bytes of the prefix cache; None when it is off."""
-        with self._lock:
-            return self._prefix.info() if self._prefix else None
+        """Hits, misses, entries and bytes of the prefix cache; None when it is off. Read without waiting for a
+        running call (a monitoring read may lag one call behind), so a metrics scrape never blocks on scoring."""
+        prefix = self._prefix
+        return prefix.info() if prefix else None
 
     # -- features -----------------------------------------------------------------------------------------------
     def features(
@@ -322,10 +323,10 @@ class Classifier:
         """Yield (rows, seed-token features of a chunk of prompts) until every criterion of every item is done.
 
         Rows count criteria item by item. Items with several criteria on a content-first bundle (any of its items
-        when the prefix cache is on; any item with ``use_cache=True``) prefill their contents once (several contents per pass, see ``_cached_groups``) and
-        continue with chunks of criteria; the others' prompts share right-padded full passes, sorted by length. A
-        prompt's ids are built only for the chunk that runs it, so memory is bounded by ``chunk_size``, not by the
-        number of criteria.
+        when the prefix cache is on or the content is long; any item with ``use_cache=True``) prefill their contents
+        once (several contents per pass, see ``_cached_groups``) and continue with chunks of criteria; the others'
+        prompts share right-padded full passes, sorted by length. A prompt's ids are built only for the chunk that
+        runs it, so memory is bounded by ``chunk_size``, not by the number of criteria.
         """
         content_first = self.template.cacheable
         singles: list[tuple[int, Prepared, int]] = []  # (row, item, criterion index)

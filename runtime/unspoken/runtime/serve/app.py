@@ -90,6 +90,9 @@ class Service:
         self.batcher = MicroBatcher(clf.score_prepared, max_batch=c.max_batch, max_wait_s=c.max_wait_ms / 1000,
                                     max_queue=c.max_queue, on_batch=self.metrics.observe_batch)
         self.classifier = clf
+        info = getattr(clf, "prefix_cache_info", None)
+        if callable(info):
+            self.metrics.track_prefix_cache(info)
         self.metrics.ready.set(1)
         log.info("unspoken: bundle %s loaded in %.1f s; ready (max batch %d, max wait %g ms, queue %d)",
                  clf.bundle_dir, time.perf_counter() - t0, c.max_batch, c.max_wait_ms, c.max_queue)

@@ -11,7 +11,7 @@ BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 256)
 
 
 class Metrics:
-    """Request counts and latencies per route, batch sizes and durations, queue depth, readiness."""
+    """Request counts and latencies per route, batch sizes and durations, queue depth, readiness, prefix cache."""
 
     content_type = CONTENT_TYPE_LATEST
 
@@ -41,6 +41,15 @@ class Metrics:
 
     def track_queue(self, depth: Callable[[], float]) -> None:
         self.queue_depth.set_function(depth)
+
+    def track_prefix_cache(self, info: Callable[[], object]) -> None:
+        """Hits, misses, entries and bytes of the classifier's prefix cache (all 0 while it is off)."""
+        for field, text in (("hits", "Prefix-cache lookups that skipped a prefill"),
+                            ("misses", "Prefix-cache lookups that prefilled the content"),
+                            ("entries", "Contents whose KV the prefix cache holds"),
+                            ("bytes", "Bytes of KV the prefix cache holds")):
+            gauge = Gauge(f"unspoken_prefix_cache_{field}", text, registry=self.registry)
+            gauge.set_function(lambda field=field: float(getattr(info(), field, 0) or 0))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

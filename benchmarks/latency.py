@@ -167,17 +167,16 @@ class Torch:
 
     def __init__(self, clf, threads: int) -> None:
         import torch
-        from transformers import AutoTokenizer
 
         from unspoken.export.backbones import load_backbone
-        from unspoken.export.evaluate import JUDGE_QUESTION
+        from unspoken.export.evaluate import GenerationJudge
 
         torch.set_num_threads(threads)
         self.torch = torch
         self.clf = clf
         self.bb = load_backbone(clf.manifest.backbone.name, attn_implementation="sdpa", progress=False)
-        self.tok = AutoTokenizer.from_pretrained(self.bb.resolved.hf_dir)
-        self.question = JUDGE_QUESTION
+        self.judge_prompts = GenerationJudge(self.bb, batch=1, max_new_tokens=JUDGE_NEW_TOKENS)  # eval's judge prompt
+        self.tok = self.judge_prompts.tok
         self.generated: list[int] = []
 
     def full_forward(self, content: str, criterion: str) -> None:
@@ -186,10 +185,7 @@ class Torch:
             self.bb.model(self.torch.tensor([head + tail]))
 
     def judge_prompt(self, content: str, criterion: str) -> list[int]:
-        text = self.question.format(content=content, criterion=criterion)
-        if getattr(self.tok, "chat_template", None):
-            text = self.tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                                add_generation_prompt=True)
+        text = self.judge_prompts.prompt({"content": content, "criterion": criterion})
         return self.tok(text, add_special_tokens=False).input_ids
 
     def judge(self, ids: list[int]) -> None:

@@ -147,11 +147,9 @@ def cmd_eval(args) -> int:
 def cmd_sweep_head(args) -> int:
     from unspoken.runtime.template import default_template
 
-    from .sweep import render_sweep, sweep_heads
+    from .sweep import DEFAULT_CONFIGS, render_sweep, sweep_heads
 
     template = default_template(args.order, args.seed_cue)
-    from .sweep import DEFAULT_CONFIGS
-
     configs = [c for c in DEFAULT_CONFIGS if c.kind in args.kinds]
     results = sweep_heads(args.backbone, args.triples, args.layers, template=template, lora=args.lora,
                           chat=args.chat, normalizations=args.normalize, configs=configs)

@@ -190,7 +190,8 @@ class GenerationJudge:
             self.tok.pad_token = self.tok.eos_token
         self.batch, self.max_new_tokens = batch, max_new_tokens
 
-    def _prompt(self, row: dict) -> str:
+    def prompt(self, row: dict) -> str:
+        """The judge's prompt text for one row (the chat template's user turn when the backbone has one)."""
         question = JUDGE_QUESTION.format(content=row["content"], criterion=row["criterion"])
         if getattr(self.tok, "chat_template", None):
             return self.tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
@@ -201,7 +202,7 @@ class GenerationJudge:
         import torch
         from tqdm.auto import tqdm
 
-        prompts = [self._prompt(r) for r in rows]
+        prompts = [self.prompt(r) for r in rows]
         order = np.argsort([len(p) for p in prompts])
         probs, texts = np.empty(len(rows)), [""] * len(rows)
         for start in tqdm(range(0, len(rows), self.batch), desc="judge", disable=not progress, leave=False):

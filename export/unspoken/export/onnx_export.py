@@ -189,16 +189,15 @@ def validate_graph(decoder, graph_path: Path, spec: GraphSpec, prompt_ids: list[
     from unspoken.runtime.session import make_session
 
     sess = make_session(graph_path)
-    table = np.load(graph_path.parent / spec.embeddings, mmap_mode="r") if spec.embeddings else None
+    table = np.load(graph_path.parent / spec.embeddings, mmap_mode="r")
     n = spec.num_kv_layers
     full = prompt_ids + tail_ids
     with torch.no_grad():
         want = decoder(input_ids=torch.tensor([full])).last_hidden_state[0].double().numpy()
 
     def feed(ids, past, past_len):
-        batch = np.asarray([ids], dtype=np.int64)
         f = {
-            **({spec.inputs_embeds: embed(table, batch)} if table is not None else {spec.input_ids: batch}),
+            spec.inputs_embeds: embed(table, [ids]),
             spec.attention_mask: np.ones((1, past_len + len(ids)), dtype=np.int64),
             spec.position_ids: np.arange(past_len, past_len + len(ids), dtype=np.int64)[None],
         }

@@ -61,10 +61,10 @@ def sweep_heads(
         x_va, y_va = split_arrays(rows, feats[layer], "validation")
         for config in configs:
             for norm in normalizations:
-                config = replace(config, normalize=norm)
-                fitted = fit_head(x_tr, y_tr, x_va, y_va, config)
-                results.append({"layer": layer, "head": describe(config), "normalize": norm, "config": asdict(config),
-                                **metrics.summary(y_va, fitted.predict(x_va))})
+                candidate = replace(config, normalize=norm)
+                fitted = fit_head(x_tr, y_tr, x_va, y_va, candidate)
+                results.append({"layer": layer, "head": describe(candidate), "normalize": norm,
+                                "config": asdict(candidate), **metrics.summary(y_va, fitted.predict(x_va))})
     return sorted(results, key=lambda r: -r["auroc"])
 
 

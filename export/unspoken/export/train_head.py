@@ -64,8 +64,7 @@ def fit_head(x_train, y_train, x_cal, y_cal, config: HeadConfig) -> FittedHead:
 
     if len(set(np.asarray(y_train).tolist())) < 2 or len(set(np.asarray(y_cal).tolist())) < 2:
         raise InputError("both the train and the calibration rows need positive and negative labels")
-    l2 = config.normalize == "l2"
-    x_train = _unit(x_train) if l2 else x_train.astype(np.float64)
+    x_train = _head_input(x_train, config)
     scaler = StandardScaler().fit(x_train)
     if config.normalize == "none":  # identity scaler, so the graph and the parity checks stay one code path
         scaler.mean_, scaler.scale_ = np.zeros(x_train.shape[1]), np.ones(x_train.shape[1])
@@ -78,21 +77,21 @@ def fit_head(x_train, y_train, x_cal, y_cal, config: HeadConfig) -> FittedHead:
     else:
         model = LogisticRegression(C=config.c, max_iter=2000)
     model.fit(xt, y_train)
-    x_cal = _unit(x_cal) if l2 else x_cal.astype(np.float64)
-    raw_cal = model.predict_proba(scaler.transform(x_cal))[:, 1]
+    raw_cal = model.predict_proba(scaler.transform(_head_input(x_cal, config)))[:, 1]
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(raw_cal, y_cal)
-    return FittedHead(params_from_sklearn(scaler, model, iso, l2_normalize=l2), config, sklearn=(scaler, model, iso))
+    params = params_from_sklearn(scaler, model, iso, l2_normalize=config.normalize == "l2")
+    return FittedHead(params, config, sklearn=(scaler, model, iso))
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def _head_input(x: np.ndarray, config: HeadConfig) -> np.ndarray:
+    """Features as float64, scaled to unit length first when the config says ``normalize="l2"``."""
     x = x.astype(np.float64)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.linalg.norm(x, axis=1, keepdims=True) if config.normalize == "l2" else x
 
 
 def sklearn_predict(fitted: FittedHead, features: np.ndarray) -> np.ndarray:
     scaler, model, iso = fitted.sklearn
-    x = _unit(features) if fitted.config.normalize == "l2" else features.astype(np.float64)
-    return iso.predict(model.predict_proba(scaler.transform(x))[:, 1])
+    return iso.predict(model.predict_proba(scaler.transform(_head_input(features, fitted.config)))[:, 1])
 
 
 def write_head(fitted: FittedHead, out_dir: Path, *, card: dict, check_features: np.ndarray | None = None,

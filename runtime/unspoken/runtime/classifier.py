@@ -150,6 +150,9 @@ class Classifier:
             raise InputError(f"chunk_size must be a whole number of at least 1, got {chunk_size!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise InputError(f"threads must be a whole number of at least 1 (or None for all CPUs), got {threads!r}")
+        if isinstance(prefix_cache_mb, bool) or not isinstance(prefix_cache_mb, (int, float)) or not (
+                prefix_cache_mb >= 0):
+            raise InputError(f"prefix_cache_mb must be a number of MiB ≥ 0 (0 = off), got {prefix_cache_mb!r}")
         self.bundle_dir = Path(bundle_dir)
         self.manifest: Manifest
         self.manifest, self.load_report = load_manifest(self.bundle_dir, verify_files=verify_files)
@@ -161,9 +164,6 @@ class Classifier:
             threads=threads, providers=providers, session_options=session_options,
         )
         self.head = HeadGraph(self.bundle_dir / m.head.file, m.head)
-        if isinstance(prefix_cache_mb, bool) or not isinstance(prefix_cache_mb, (int, float)) or not (
-                prefix_cache_mb >= 0):
-            raise InputError(f"prefix_cache_mb must be a number of MiB ≥ 0 (0 = off), got {prefix_cache_mb!r}")
         self.chunk_size = chunk_size
         self._prefix = PrefixCache(int(prefix_cache_mb * 2**20)) if prefix_cache_mb and self.template.cacheable \
             else None
@@ -377,10 +377,8 @@ class Classifier:
         content's length, so each row computes what it would alone."""
         g = self.graph
         lens = [len(p.content_ids) for _, p in group]
-        sources: list[list | None] = [None] * len(group)
         keys = [PrefixCache.key(p.content_ids) for _, p in group] if self._prefix else []
-        if self._prefix:
-            sources = [self._prefix.get(k) for k in keys]
+        sources: list[list | None] = [self._prefix.get(k) for k in keys] if self._prefix else [None] * len(group)
         misses = [i for i, src in enumerate(sources) if src is None]
         if len(misses) == 1 and lens[misses[0]] > PREFILL_SLICE:
             sources[misses[0]] = self._prefill_sliced(group[misses[0]][1].content_ids)
